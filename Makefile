@@ -1,0 +1,24 @@
+# The README's two commands. Each does the whole set-up first; a second run with nothing changed skips it.
+VENV := .venv
+STAMP := $(VENV)/.genba-installed
+export MUJOCO_GL ?= egl
+
+.PHONY: demo test lint setup clean
+
+demo: $(STAMP)
+	$(VENV)/bin/genba demo
+
+test: $(STAMP) lint
+	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

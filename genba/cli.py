@@ -1,0 +1,230 @@
+"""The `genba` command: subcommands with Hydra-style `key=value` overrides, one JSON summary per run.
+
+Each command is a typed config dataclass (next to the code it configures, registered in Hydra's ConfigStore), an
+optional YAML preset in `genba/configs/<name>.yaml`, and a `run(cfg) -> dict` function. This module only parses,
+validates, dispatches and writes the summary; the work and its heavy imports live in the command's own module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from genba.errors import GenbaError
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str  # as typed: "collect", "bench sim"
+    help: str
+    config: str  # "module:ConfigClass"
+    run: str  # "module:function", called as run(cfg) -> summary dict
+
+    def load(self, attr: str) -> Any:
+        module, name = getattr(self, attr).split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+COMMANDS: dict[str, Command] = {
+    c.name: c
+    for c in [
+        Command("tasks", "list the simulated tasks", "genba.sim.tasks:TasksConfig", "genba.sim.tasks:run_tasks"),
+        Command(
+            "collect",
+            "run a scripted expert in MuJoCo and write a LeRobotDataset v3",
+            "genba.datasets.collect:CollectConfig",
+            "genba.datasets.collect:run_collect",
+        ),
+        Command(
+            "viz",
+            "log one episode of a LeRobotDataset v3 to Rerun (.rrd file or live viewer)",
+            "genba.viz.episode:VizConfig",
+            "genba.viz.episode:run_viz",
+        ),
+        Command(
+            "bench sim",
+            "simulation speed: env steps/s physics-only and with cameras, vs raw mj_step",
+            "genba.sim.bench:BenchSimConfig",
+            "genba.sim.bench:run_bench_sim",
+        ),
+        Command(
+            "demo",
+            "the whole pipeline on the embedded default (what `make demo` runs)",
+            "genba.demo:DemoConfig",
+            "genba.demo:run_demo",
+        ),
+    ]
+}
+GROUPS = sorted({name.split()[0] for name in COMMANDS if " " in name})
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    if argv[0] == "--version":
+        from genba import __version__
+
+        print(f"genba {__version__}")
+        return 0
+
+    name, argv = _split_command(argv)
+    if name is None:
+        return 2
+    command = COMMANDS[name]
+    if any(a in ("-h", "--help") for a in argv):
+        print(_command_help(command))
+        return 0
+    try:
+        cfg = _compose(command, argv)
+        summary_path = _summary_path(cfg, name)
+        _check_writable(summary_path)
+        started = time.perf_counter()
+        summary = command.load("run")(cfg)
+        summary.setdefault("seconds", round(time.perf_counter() - started, 3))
+        summary["command"] = f"genba {name} " + " ".join(argv)
+        _write_json(summary_path, summary)
+    except GenbaError as e:
+        print(f"genba {name}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"genba {name}: interrupted", file=sys.stderr)
+        return 130
+    print(summary_path)
+    return 0
+
+
+def _split_command(argv: list[str]) -> tuple[str | None, list[str]]:
+    head = argv[0]
+    if head in GROUPS:
+        subs = sorted(n.split()[1] for n in COMMANDS if n.startswith(head + " "))
+        if len(argv) < 2 or argv[1] in ("-h", "--help"):
+            print(f"usage: genba {head} {{{','.join(subs)}}} [key=value ...]")
+            for sub in subs:
+                print(f"  {sub:<10} {COMMANDS[f'{head} {sub}'].help}")
+            return None, []
+        if f"{head} {argv[1]}" not in COMMANDS:
+            print(f"genba {head}: error: unknown target {argv[1]!r} (valid: {', '.join(subs)})", file=sys.stderr)
+            return None, []
+        return f"{head} {argv[1]}", argv[2:]
+    if head not in COMMANDS:
+        valid = ", ".join(sorted({n.split()[0] for n in COMMANDS}))
+        print(f"genba: error: unknown command {head!r} (valid: {valid}); see `genba --help`", file=sys.stderr)
+        return None, []
+    return head, argv[1:]
+
+
+def _usage() -> str:
+    lines = [
+        "usage: genba <command> [key=value ...]      (also: python -m genba)",
+        "",
+        "commands:",
+    ]
+    for name, command in COMMANDS.items():
+        lines.append(f"  {name:<12} {command.help}")
+    lines += [
+        "",
+        "Every command takes Hydra-style overrides (key=value, lists as key=[a,b]), writes a JSON summary,",
+        "and prints that summary's path as its last line. `genba <command> --help` lists its keys.",
+    ]
+    return "\n".join(lines)
+
+
+def _command_help(command: Command) -> str:
+    cls = command.load("config")
+    defaults = _compose(command, [])
+    lines = [f"usage: genba {command.name} [key=value ...]", "", command.help, "", "keys (default):"]
+    for f in dataclasses.fields(cls):
+        value = getattr(defaults, f.name)
+        lines.append(f"  {f.name}={_format_value(value)}")
+        if f.metadata.get("help"):
+            lines.append(f"      {f.metadata['help']}")
+    return "\n".join(lines)
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(str(v) for v in value) + "]"
+    return "null" if value is None else str(value)
+
+
+def _compose(command: Command, overrides: list[str]) -> Any:
+    """Build the typed config: dataclass defaults < YAML preset < command-line overrides; validated."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.config_store import ConfigStore
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ConfigAttributeError, OmegaConfBaseException
+
+    cls = command.load("config")
+    schema = command.name.replace(" ", "_")
+    ConfigStore.instance().store(name=f"{schema}_schema", node=cls)
+    has_preset = (Path(__file__).parent / "configs" / f"{schema}.yaml").exists()
+    config_name = schema if has_preset else f"{schema}_schema"
+    try:
+        with initialize_config_module(config_module="genba.configs", version_base="1.3"):
+            cfg = compose(config_name=config_name, overrides=overrides)
+        return OmegaConf.to_object(cfg)
+    except HydraException as e:
+        cause = e.__cause__
+        if isinstance(cause, ConfigAttributeError):
+            bad = str(cause).splitlines()[0]
+            valid = ", ".join(f.name for f in dataclasses.fields(cls))
+            raise GenbaError(f"{bad} (valid keys: {valid})") from None
+        detail = str(cause).splitlines()[0] if cause else str(e).splitlines()[-2 if "\n" in str(e) else 0]
+        first = str(e).splitlines()[0]
+        raise GenbaError(f"{first}: {detail}" if cause else f"bad override: {first} ({detail})") from None
+    except OmegaConfBaseException as e:
+        raise GenbaError(str(e).splitlines()[0]) from None
+    except ValueError as e:  # __post_init__ validation
+        raise GenbaError(str(e)) from None
+
+
+def _summary_path(cfg: Any, name: str) -> Path:
+    """Where the JSON summary goes: the config's own `summary_path()`, else derived from `out`."""
+    if hasattr(cfg, "summary_path"):
+        return Path(cfg.summary_path())
+    out = getattr(cfg, "out", None)
+    if not out:
+        return Path("outputs") / f"{name.replace(' ', '-')}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out = Path(out)
+    if out.suffix == ".json":
+        return out
+    if out.suffix:  # a file artefact (episode.rrd): its summary sits beside it
+        return out.with_suffix(out.suffix + ".json")
+    return out / "summary.json"
+
+
+def _check_writable(path: Path) -> None:
+    """Fail before any work is done when the summary could not be written."""
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise GenbaError(f"cannot write to {path}: permission denied")
+    if parent.is_file():
+        raise GenbaError(f"cannot write to {path}: {parent} is a file")
+
+
+def _write_json(path: Path, summary: dict) -> None:
+    """Atomic: a reader never sees half a summary."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+    tmp.replace(path)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON-serializable: {type(value).__name__}")

@@ -1,0 +1,1 @@
+"""Hydra YAML presets, one per command (`<command>.yaml`); the schemas are dataclasses next to their code."""

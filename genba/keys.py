@@ -1,0 +1,39 @@
+"""The keys of every dict that crosses a module boundary, in one place.
+
+Environment observations follow gymnasium + LeRobot's env convention; datasets, policies and the server use LeRobot's
+feature names. `genba.sim` produces the first, `genba.datasets` maps them to the second.
+"""
+
+# --- environment observation dict (gymnasium side, LeRobot env convention) ---
+PIXELS = "pixels"  # {camera name: (H, W, 3) uint8}
+DEPTH = "depth"  # {camera name: (H, W) float32 metres}, only when depth is enabled
+AGENT_POS = "agent_pos"  # (S,) float32 joint positions
+ENV_STATE = "environment_state"  # (E,) float32 privileged object state, LeRobot's name for it
+
+# --- environment info dict ---
+INFO_SUCCESS = "is_success"  # bool, LeRobot's key
+INFO_TRUNCATION_REASON = "truncation_reason"  # str, set when the episode was cut short (physics blow-up, ...)
+INFO_PHYSICS = "physics"  # dict of the sampled physical parameters of the episode
+
+# --- dataset / policy / server features (LeRobot names) ---
+OBS_IMAGES = "observation.images"  # prefix: f"{OBS_IMAGES}.{camera}" -> video feature
+OBS_DEPTH = "observation.depth"  # prefix: f"{OBS_DEPTH}.{camera}" -> (H, W, 1) float32 depth in metres
+OBS_STATE = "observation.state"
+OBS_ENV_STATE = "observation.environment_state"
+ACTION = "action"
+TASK = "task"  # the instruction string
+ACTIONS = "actions"  # policy output: (H, A) action chunk
+
+# --- cameras and joints of the genba arm ---
+FRONT = "front"
+WRIST = "wrist"
+CAMERAS = (FRONT, WRIST)
+JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
+
+
+def image_key(camera: str) -> str:
+    return f"{OBS_IMAGES}.{camera}"
+
+
+def depth_key(camera: str) -> str:
+    return f"{OBS_DEPTH}.{camera}"
