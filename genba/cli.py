@@ -11,6 +11,7 @@ import dataclasses
 import importlib
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -55,6 +56,12 @@ COMMANDS: dict[str, Command] = {
             "genba.sim.bench:run_bench_sim",
         ),
         Command(
+            "bench attention",
+            "spatiotemporal attention kernel: ms and useful TFLOP/s per backend (triton needs CUDA)",
+            "genba.kernels.bench:BenchAttentionConfig",
+            "genba.kernels.bench:run_bench_attention",
+        ),
+        Command(
             "demo",
             "the whole pipeline on the embedded default (what `make demo` runs)",
             "genba.demo:DemoConfig",
@@ -76,10 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"genba {__version__}")
         return 0
 
-    name, argv = _split_command(argv)
+    name, rest = _split_command(argv)
     if name is None:
-        return 2
-    command = COMMANDS[name]
+        return rest  # the exit status: 0 after a group's --help, 2 after an unknown command
+    argv, command = rest, COMMANDS[name]
     if any(a in ("-h", "--help") for a in argv):
         print(_command_help(command))
         return 0
@@ -102,23 +109,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _split_command(argv: list[str]) -> tuple[str | None, list[str]]:
+def _split_command(argv: list[str]) -> tuple[str, list[str]] | tuple[None, int]:
+    """("bench", "sim", "k=v") -> ("bench sim", ["k=v"]); (None, exit status) when there is nothing to run."""
     head = argv[0]
     if head in GROUPS:
         subs = sorted(n.split()[1] for n in COMMANDS if n.startswith(head + " "))
         if len(argv) < 2 or argv[1] in ("-h", "--help"):
-            print(f"usage: genba {head} {{{','.join(subs)}}} [key=value ...]")
+            asked = len(argv) >= 2
+            stream = sys.stdout if asked else sys.stderr
+            print(f"usage: genba {head} {{{','.join(subs)}}} [key=value ...]", file=stream)
             for sub in subs:
-                print(f"  {sub:<10} {COMMANDS[f'{head} {sub}'].help}")
-            return None, []
+                print(f"  {sub:<10} {COMMANDS[f'{head} {sub}'].help}", file=stream)
+            return None, 0 if asked else 2
         if f"{head} {argv[1]}" not in COMMANDS:
             print(f"genba {head}: error: unknown target {argv[1]!r} (valid: {', '.join(subs)})", file=sys.stderr)
-            return None, []
+            return None, 2
         return f"{head} {argv[1]}", argv[2:]
     if head not in COMMANDS:
         valid = ", ".join(sorted({n.split()[0] for n in COMMANDS}))
         print(f"genba: error: unknown command {head!r} (valid: {valid}); see `genba --help`", file=sys.stderr)
-        return None, []
+        return None, 2
     return head, argv[1:]
 
 
@@ -165,6 +175,7 @@ def _compose(command: Command, overrides: list[str]) -> Any:
     from omegaconf.errors import ConfigAttributeError, OmegaConfBaseException
 
     cls = command.load("config")
+    overrides = [_quote_non_ascii(o) for o in overrides]
     schema = command.name.replace(" ", "_")
     ConfigStore.instance().store(name=f"{schema}_schema", node=cls)
     has_preset = (Path(__file__).parent / "configs" / f"{schema}.yaml").exists()
@@ -188,6 +199,18 @@ def _compose(command: Command, overrides: list[str]) -> Any:
         raise GenbaError(str(e)) from None
 
 
+def _quote_non_ascii(override: str) -> str:
+    """`lang_hint=日本語` -> `lang_hint='日本語'`: Hydra's grammar only takes ASCII in unquoted values, and Japanese
+    instructions are ordinary input here. Quoted values, lists and dicts are left as typed."""
+    key, sep, value = override.partition("=")
+    if not sep or value.isascii() or value[:1] in ("'", '"', "[", "{"):
+        return override
+    # Hydra reads a backslash as an escape only before a quote or at the end of the quoted value.
+    value = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)
+    value = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, value)
+    return f"{key}='{value}'"
+
+
 def _summary_path(cfg: Any, name: str) -> Path:
     """Where the JSON summary goes: the config's own `summary_path()`, else derived from `out`."""
     if hasattr(cfg, "summary_path"):
@@ -208,10 +231,12 @@ def _check_writable(path: Path) -> None:
     parent = path.parent
     while not parent.exists():
         parent = parent.parent
-    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise GenbaError(f"cannot write to {path}: permission denied")
     if parent.is_file():
         raise GenbaError(f"cannot write to {path}: {parent} is a file")
+    if path.is_dir():
+        raise GenbaError(f"cannot write to {path}: it is a directory")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise GenbaError(f"cannot write to {path}: permission denied")
 
 
 def _write_json(path: Path, summary: dict) -> None:
