@@ -50,6 +50,12 @@ COMMANDS: dict[str, Command] = {
             "genba.viz.episode:run_viz",
         ),
         Command(
+            "serve",
+            "serve a policy to robot arms over openpi's websocket protocol (hardened)",
+            "genba.serving.server:ServeConfig",
+            "genba.serving.server:run_serve",
+        ),
+        Command(
             "bench sim",
             "simulation speed: env steps/s physics-only and with cameras, vs raw mj_step",
             "genba.sim.bench:BenchSimConfig",
@@ -60,6 +66,12 @@ COMMANDS: dict[str, Command] = {
             "spatiotemporal attention kernel: ms and useful TFLOP/s per backend (triton needs CUDA)",
             "genba.kernels.bench:BenchAttentionConfig",
             "genba.kernels.bench:run_bench_attention",
+        ),
+        Command(
+            "bench serve",
+            "policy server round-trip latency p50/p99 on loopback and its overhead over the policy",
+            "genba.serving.bench:BenchServeConfig",
+            "genba.serving.bench:run_bench_serve",
         ),
         Command(
             "demo",

@@ -1,0 +1,60 @@
+"""`genba demo` (what `make demo` runs): the whole pipeline on the embedded default, sized for a 2-core CPU.
+
+At this stage: the scripted expert performs `pick_place` in MuJoCo, the episodes are written as a LeRobotDataset v3
+(`genba collect`), and the first episode is logged to a Rerun file (`genba viz`). Running it again continues or reuses
+the dataset instead of starting over. Later stages (world model, policy, evaluation) append themselves here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from genba.errors import GenbaError
+
+
+@dataclass
+class DemoConfig:
+    out: str = field(default="outputs/demo", metadata={"help": "folder for the dataset, the .rrd and the summary"})
+    task: str = field(default="pick_place", metadata={"help": "simulated task (see `genba tasks`)"})
+    episodes: int = field(default=6, metadata={"help": "expert episodes to collect"})
+    image_size: int = field(default=128, metadata={"help": "camera image height and width in pixels"})
+    lang: str = field(default="mixed", metadata={"help": "instruction language: en, ja or mixed"})
+    depth: bool = field(default=True, metadata={"help": "record depth too (gives the point cloud in the .rrd)"})
+    workers: int = field(default=2, metadata={"help": "processes simulating episodes in parallel"})
+    seed: int = field(default=0, metadata={"help": "seed of the first episode"})
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+
+
+def run_demo(cfg: DemoConfig) -> dict:
+    from genba.datasets.collect import CollectConfig, run_collect
+    from genba.viz.episode import VizConfig, run_viz
+
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise GenbaError(f"out={out} is a file, not a folder")
+    dataset = out / "dataset"
+    rrd = out / "episode_0.rrd"
+
+    print(f"genba demo: 1/2 collecting {cfg.episodes} expert episodes of {cfg.task} into {dataset}", flush=True)
+    collected = run_collect(
+        CollectConfig(
+            task=cfg.task,
+            episodes=cfg.episodes,
+            out=str(dataset),
+            seed=cfg.seed,
+            image_size=cfg.image_size,
+            lang=cfg.lang,
+            depth=cfg.depth,
+            workers=cfg.workers,
+        )
+    )
+    print(f"genba demo: 2/2 logging episode 0 to {rrd}", flush=True)
+    logged = run_viz(VizConfig(data=str(dataset), episode=0, out=str(rrd)))
+
+    print(f"genba demo: dataset {dataset} ({collected['episodes']} episodes, {collected['frames']} frames)")
+    print(f"genba demo: view it with: .venv/bin/rerun {rrd}")
+    return {"dataset": str(dataset), "rrd": str(rrd), "collect": collected, "viz": logged}
