@@ -9,6 +9,7 @@ demo: $(STAMP)
 	$(VENV)/bin/genba demo
 
 test: $(STAMP) lint
+	bash scripts/setup_openpi_client.sh  # the serving tests drive the real openpi-client from its own venv
 	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup
 
 lint: $(STAMP)
@@ -21,4 +22,4 @@ $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
 
 clean:
-	rm -rf $(VENV) outputs .pytest_cache
+	rm -rf $(VENV) .venv-openpi-client outputs .pytest_cache

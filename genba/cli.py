@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         summary = command.load("run")(cfg)
         summary.setdefault("seconds", round(time.perf_counter() - started, 3))
-        summary["command"] = f"genba {name} " + " ".join(argv)
+        summary["command"] = f"genba {name} " + " ".join(_mask_secrets(argv))
         _write_json(summary_path, summary)
     except GenbaError as e:
         print(f"genba {name}: error: {e}", file=sys.stderr)
@@ -195,6 +195,10 @@ def _compose(command: Command, overrides: list[str]) -> Any:
     try:
         with initialize_config_module(config_module="genba.configs", version_base="1.3"):
             cfg = compose(config_name=config_name, overrides=overrides)
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in cfg if k not in valid]  # `+key=value` adds keys that the dataclass would drop silently
+        if unknown:
+            raise GenbaError(f"unknown key {unknown[0]!r} (valid keys: {', '.join(valid)})")
         return OmegaConf.to_object(cfg)
     except HydraException as e:
         cause = e.__cause__
@@ -209,6 +213,11 @@ def _compose(command: Command, overrides: list[str]) -> Any:
         raise GenbaError(str(e).splitlines()[0]) from None
     except ValueError as e:  # __post_init__ validation
         raise GenbaError(str(e)) from None
+
+
+def _mask_secrets(overrides: list[str]) -> list[str]:
+    """The command line is stored in the summary; a key given as `api_key=...` must not be."""
+    return [re.sub(r"^(\+{0,2}\w*(?:api_key|token|secret|password)\w*)=.*", r"\1=***", o) for o in overrides]
 
 
 def _quote_non_ascii(override: str) -> str:

@@ -22,6 +22,7 @@ class EchoConfig:
     tags: list[str] = field(default_factory=lambda: ["a", "b"], metadata={"help": "labels"})
     out: str | None = field(default=None, metadata={"help": "summary path or directory"})
     fail: bool = False
+    api_key: str = ""
 
     def __post_init__(self) -> None:
         if self.repeats < 1:
@@ -80,6 +81,14 @@ def test_summary_location_follows_out(capsys, tmp_path, out, expected):
     assert (tmp_path / expected).is_file()
 
 
+def test_secrets_on_the_command_line_stay_out_of_the_summary(capsys, tmp_path):
+    code, _, _ = run(capsys, "echo", "api_key=hunter2", f"out={tmp_path / 's.json'}")
+    assert code == 0
+    text = (tmp_path / "s.json").read_text()
+    assert "hunter2" not in text
+    assert "api_key=***" in text
+
+
 def test_default_summary_goes_to_outputs(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, stdout, _ = run(capsys, "echo")
@@ -92,7 +101,8 @@ def test_default_summary_goes_to_outputs(capsys, tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["echo", "nmae=x"], "valid keys: name, repeats, tags, out, fail"),
+        (["echo", "nmae=x"], "valid keys: name, repeats, tags, out, fail, api_key"),
+        (["echo", "+nmae=x"], "unknown key 'nmae' (valid keys: name, repeats, tags, out, fail, api_key)"),
         (["echo", "repeats=many"], "repeats"),
         (["echo", "repeats=0"], "repeats must be >= 1, got 0"),
         (["echo", "repeats"], "bad override"),
