@@ -56,6 +56,12 @@ COMMANDS: dict[str, Command] = {
             "genba.serving.server:run_serve",
         ),
         Command(
+            "bench data",
+            "clip loading samples/s: genba's pipeline vs lerobot's LeRobotDataset on the same clips",
+            "genba.datasets.bench:BenchDataConfig",
+            "genba.datasets.bench:run_bench_data",
+        ),
+        Command(
             "bench sim",
             "simulation speed: env steps/s physics-only and with cameras, vs raw mj_step",
             "genba.sim.bench:BenchSimConfig",
