@@ -1,0 +1,125 @@
+"""Robot adapters for the control loop (genba.serving.client.RobotClient): what a robot reads and how it moves.
+
+- `SimArm`: the genba MuJoCo env as the robot. It sends what a real cell could: joint positions, camera images,
+  the instruction, and the object poses as `observation.environment_state` (LeRobot's name for privileged state;
+  the scripted experts need it, a vision policy ignores it).
+- `LeRobotArm`: any lerobot `Robot` (get_observation / send_action with "<motor>.pos" keys and camera keys), e.g.
+  the SO-101 follower. `JointUnits` converts between the robot's units and the policy's: an SO-101 with lerobot's
+  default `use_degrees=True` reports body joints in degrees and the gripper in 0..100, while genba's policies use
+  radians and the gripper opening in metres per finger (0..0.032).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from genba import keys
+
+ENV_STATE_FEATURE = "environment_state"  # a lerobot robot's optional observation key carrying object poses
+
+
+class SimArm:
+    """A genba.sim env driven one control step per `send`; `reset(seed)` starts an episode."""
+
+    def __init__(self, env: Any) -> None:
+        self.env = env
+        self.fps = float(env.unwrapped.fps)
+        self._obs: dict | None = None
+        self._done = False
+        self._success = False
+        self._reason = ""
+        self.seed: int | None = None
+
+    def reset(self, seed: int) -> None:
+        self._obs, _ = self.env.reset(seed=seed)
+        self.seed, self._done, self._success, self._reason = seed, False, False, ""
+
+    def observe(self) -> dict[str, Any]:
+        if self._obs is None:
+            raise RuntimeError("SimArm.observe() before reset()")
+        out: dict[str, Any] = {
+            keys.OBS_STATE: self._obs[keys.AGENT_POS],
+            keys.OBS_ENV_STATE: self._obs[keys.ENV_STATE],
+            keys.TASK: self.env.unwrapped.task_description,
+        }
+        for camera, image in self._obs.get(keys.PIXELS, {}).items():
+            out[keys.image_key(camera)] = image
+        return out
+
+    def send(self, action: np.ndarray) -> None:
+        self._obs, _, terminated, truncated, info = self.env.step(np.asarray(action, dtype=np.float32))
+        self._success = self._success or bool(info.get(keys.INFO_SUCCESS, False))
+        self._done = bool(terminated or truncated)
+        self._reason = info.get(keys.INFO_TRUNCATION_REASON, self._reason)
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def episode_info(self) -> dict:
+        return {"seed": self.seed, "success": self._success, "truncation_reason": self._reason}
+
+
+@dataclass(frozen=True)
+class JointUnits:
+    """policy value = (robot value - offset) * scale, per joint (A,)."""
+
+    scale: np.ndarray  # (A,)
+    offset: np.ndarray  # (A,) robot units
+
+    def to_policy(self, robot: np.ndarray) -> np.ndarray:  # (A,) -> (A,)
+        return ((np.asarray(robot, np.float64) - self.offset) * self.scale).astype(np.float32)
+
+    def to_robot(self, policy: np.ndarray) -> np.ndarray:  # (A,) -> (A,)
+        return (np.asarray(policy, np.float64) / self.scale + self.offset).astype(np.float32)
+
+
+def so101_units(offset_deg: np.ndarray | None = None) -> JointUnits:
+    """SO-101 follower with lerobot's `use_degrees=True` <-> genba arm units: degrees -> radians for the five body
+    joints; gripper 0..100 (lerobot's RANGE_0_100) -> 0..0.032 m per finger. `offset_deg`: the robot's reading at
+    the genba arm's zero pose (straight up), from calibration; zeros when the two zero poses agree."""
+    scale = np.array([math.pi / 180] * 5 + [0.032 / 100.0])
+    offset = np.zeros(6) if offset_deg is None else np.asarray(offset_deg, np.float64)
+    return JointUnits(scale, offset)
+
+
+class LeRobotArm:
+    """A lerobot Robot as the control loop's robot. `cameras` maps the robot's camera keys to the policy's camera
+    names (e.g. {"front": "front", "wrist": "wrist"}); the instruction is fixed per episode."""
+
+    def __init__(self, robot: Any, *, fps: float, units: JointUnits, instruction: str = "",
+                 cameras: dict[str, str] | None = None, joints: tuple[str, ...] = keys.JOINTS) -> None:  # fmt: skip
+        self.robot, self.fps, self.units, self.instruction = robot, float(fps), units, instruction
+        self.cameras = dict(cameras or {})
+        self.joints = joints
+        self.sent: list[dict] = []  # what send_action reported as actually sent (after its own clipping)
+
+    def observe(self) -> dict[str, Any]:
+        raw = self.robot.get_observation()
+        state = np.array([raw[f"{j}.pos"] for j in self.joints], dtype=np.float64)  # robot units
+        out: dict[str, Any] = {keys.OBS_STATE: self.units.to_policy(state)}
+        for robot_key, camera in self.cameras.items():
+            out[keys.image_key(camera)] = np.asarray(raw[robot_key], dtype=np.uint8)
+        if ENV_STATE_FEATURE in raw:
+            out[keys.OBS_ENV_STATE] = np.asarray(raw[ENV_STATE_FEATURE], dtype=np.float32)
+        if self.instruction:
+            out[keys.TASK] = self.instruction
+        return out
+
+    def send(self, action: np.ndarray) -> None:
+        target = self.units.to_robot(action)
+        self.sent.append(
+            self.robot.send_action({f"{j}.pos": float(v) for j, v in zip(self.joints, target, strict=True)})
+        )
+
+    @property
+    def done(self) -> bool:
+        return bool(getattr(self.robot, "done", False))
+
+    def episode_info(self) -> dict:
+        info = getattr(self.robot, "episode_info", None)
+        return info() if callable(info) else {}

@@ -1,0 +1,152 @@
+"""`genba serve`: a policy behind openpi's websocket protocol, hardened for robot arms.
+
+Protocol (what the unmodified `openpi-client` 0.1.2 speaks): on connect the server sends one msgpack metadata map
+(here: policy name, input spec, action spec, limits); then each binary msgpack observation gets one binary reply
+`{"actions": (H, A) float32, "server_timing": {...}}`, or a text frame with a one-line error (the openpi client
+raises RuntimeError on text). `GET /healthz` on the same port answers 200 "OK".
+
+Unlike openpi's reference server it binds loopback by default (a non-loopback host needs an API key, or
+allow_insecure=true), checks `Authorization: Api-Key <key>` in constant time (401 before the upgrade), caps message
+size (larger messages close the connection with 1009), validates every observation against the policy's input spec
+before the policy sees it, never sends a traceback and never closes the connection over a bad message, and clips
+every action to the robot's joint limits and per-step change. Nothing is ever unpickled.
+
+Stateful policies (the scripted experts) get one instance per connection; a client starts an episode by adding
+`"reset": True` to its first observation (genba's RobotClient does), or by reconnecting (plain openpi clients).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+API_KEY_ENV = "GENBA_API_KEY"
+
+
+@dataclass
+class ServeConfig:
+    policy: str = field(default="scripted", metadata={"help": "scripted | linear | hold (trained runs come later)"})
+    task: str = field(default="pick_place", metadata={"help": "task of the scripted expert (policy=scripted)"})
+    host: str = field(default="127.0.0.1", metadata={"help": "address to bind; non-loopback needs api_key"})
+    port: int = field(default=8000, metadata={"help": "TCP port (0: any free port)"})
+    api_key: str = field(
+        default="", metadata={"help": f"required `Authorization: Api-Key <key>`; empty: ${API_KEY_ENV} or none"}
+    )
+    allow_insecure: bool = field(default=False, metadata={"help": "allow a non-loopback host without api_key"})
+    robot: str = field(default="genba_arm", metadata={"help": "action limits: genba_arm | so101 | none"})
+    max_delta_scale: float = field(default=1.0, metadata={"help": "scale of the robot's max change per step"})
+    max_message_mb: float = field(default=8.0, metadata={"help": "largest observation message accepted (MiB)"})
+    max_connections: int = field(default=32, metadata={"help": "concurrent clients; more get HTTP 503"})
+    max_batch: int = field(default=16, metadata={"help": "largest batch of concurrent requests (batched policies)"})
+    batch_wait_ms: float = field(default=2.0, metadata={"help": "longest wait for more requests to batch"})
+    cameras: list[str] = field(default_factory=list, metadata={"help": "image inputs of linear/hold policies"})
+    image_size: int = field(default=224, metadata={"help": "image side of linear/hold policies"})
+    horizon: int = field(default=10, metadata={"help": "action chunk length of linear/hold policies"})
+    out: str = field(default="", metadata={"help": "summary JSON path (default outputs/serve-<time>.json)"})
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port={self.port} is not a TCP port (0..65535)")
+        if self.robot not in ("genba_arm", "so101", "none"):
+            raise ValueError(f"unknown robot {self.robot!r} (valid: genba_arm, so101, none)")
+        for name in ("max_message_mb", "max_delta_scale"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be > 0")
+        for name in ("max_connections", "max_batch", "image_size", "horizon"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        if self.batch_wait_ms < 0:
+            raise ValueError(f"batch_wait_ms={self.batch_wait_ms} must be >= 0")
+        if not is_loopback(self.host) and not self.resolved_api_key() and not self.allow_insecure:
+            raise ValueError(
+                f"host={self.host} is reachable from other machines: set api_key=<secret> (or ${API_KEY_ENV}), "
+                "or allow_insecure=true if this network is trusted"
+            )
+
+    def resolved_api_key(self) -> str:
+        """The key in force: api_key, else $GENBA_API_KEY (read here, never stored in the config, so that neither
+        `--help` nor the summary can show it)."""
+        return self.api_key or os.environ.get(API_KEY_ENV, "")
+
+    def summary_path(self) -> str:
+        if self.out:
+            return self.out
+        import time
+
+        return f"outputs/serve-{time.strftime('%Y%m%d-%H%M%S')}.json"
+
+
+def _configure_logging() -> None:
+    """The server's structured log: one JSON object per line on stderr (unless the embedding app set up logging)."""
+    import logging
+
+    log = logging.getLogger("genba.serve")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))  # the message is already a JSON object
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def build_server(cfg: ServeConfig) -> Any:
+    """The PolicyServer a config describes (policy loaded, limits chosen), not yet listening."""
+    from genba.serving.app import PolicyServer
+    from genba.serving.policies import policy_factory
+    from genba.serving.safety import robot_limits
+
+    make_policy = policy_factory(
+        cfg.policy,
+        task=cfg.task,
+        cameras=cfg.cameras,
+        image_size=cfg.image_size,
+        horizon=cfg.horizon,
+        max_batch=cfg.max_batch,
+    )
+    limits = None if cfg.robot == "none" else robot_limits(cfg.robot).with_max_delta(cfg.max_delta_scale)
+    return PolicyServer(
+        make_policy,
+        host=cfg.host,
+        port=cfg.port,
+        api_key=cfg.resolved_api_key() or None,
+        limits=limits,
+        max_message_bytes=int(cfg.max_message_mb * 2**20),
+        max_connections=cfg.max_connections,
+        batch_wait_ms=cfg.batch_wait_ms,
+    )
+
+
+def run_serve(cfg: ServeConfig) -> dict:
+    """Serve until SIGINT or SIGTERM, then shut down gracefully and return the summary."""
+    import asyncio
+    import signal
+    import threading
+
+    _configure_logging()
+    server = build_server(cfg)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        if threading.current_thread() is threading.main_thread():
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+        await server.serve(stop, announce=lambda line: print(line, file=sys.stderr, flush=True))
+
+    asyncio.run(main())
+    summary = server.summary()
+    summary["config"] = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "api_key"}
+    return summary
