@@ -1,0 +1,328 @@
+"""`genba collect`: run a task's scripted expert in MuJoCo and write the episodes as a LeRobotDataset v3.
+
+    genba collect task=pick_place episodes=50 out=data/pick_place workers=2 lang=mixed
+
+Dataset layout (written through lerobot 0.6's own LeRobotDataset; `LeRobotDataset("genba/<folder name>",
+root=out)` loads it; repo_id = genba.datasets.writer.repo_id_for(out)):
+
+- fps = the env's control rate (10 Hz by default); one frame per env step, frame t = observation before action t.
+- `observation.images.<camera>`: video (H, W, 3) uint8 RGB per camera (front, wrist), AV1 mp4 (lerobot's default
+  encoder; lossy: decoded frames are close to, not equal to, the rendered ones).
+- `observation.depth.<camera>` (only with depth=true): lerobot's native depth feature, a video (H, W, 1) flagged
+  `info.is_depth_map`, written from float32 metres (12-bit log-quantized HEVC, lossless). Read back in millimetres
+  by default; pass `depth_output_unit="m"` to LeRobotDataset for metres.
+- `observation.state`: (6,) float32 joint positions, names = keys.JOINTS; the five arm joints in radians, the gripper
+  as finger opening in metres (0 closed .. 0.032 open; genba.sim.model).
+- `action`: (6,) float32 target joint positions (joint action mode), names = keys.JOINTS.
+- `observation.environment_state`: (E,) float32 privileged object state, E/7 slots of pos xyz (m) + quat wxyz
+  (slot 0 the object to manipulate, slot 1 the goal, then distractors, zero-padded), names slot<k>.<x|y|z|qw|...>.
+- `task`: the episode's instruction, English or Japanese (lang=en|ja|mixed).
+- `meta/genba/episodes.jsonl`: per episode `seed`, `attempt`, `success`, `length`, `task`, `spec` (the
+  env's `episode_spec()`, enough for `genba.sim.replay.Replayer` to rebuild the scene), `physics` (sampled physical
+  parameters), `truncation_reason`, `noise`. Read with `genba.datasets.meta.read_episode_meta(root, i)`.
+- `meta/genba/commit.json`: genba's commit record; `meta/genba/pending/` holds the write-ahead log of episodes
+  not yet finalized into lerobot's files (empty after a run that ends normally or by Ctrl-C; after a SIGKILL the
+  next run replays it).
+- Files: lerobot's v3 layout, one data parquet, one episode-metadata parquet and one mp4 per camera per segment of
+  up to 25 episodes (genba/datasets/writer.py explains the segments and why a kill loses at most one episode).
+- Depth beyond 10 m (the sky behind the scene) is stored as 10 m: lerobot's default depth range is [0.01, 10] m,
+  quantization error inside it is below 1 mm at the scene's distances.
+
+Seeds and failures: expert attempt j uses seed `seed + j`. By default (keep_failed=false) the dataset keeps only
+successful attempts, a training set of expert demonstrations, and collects until it holds `episodes` of them (giving
+up after 10 x episodes + 10 attempts); `expert_success_rate` counts every attempt. keep_failed=true keeps every
+attempt (useful with noise>0 for recovery data); episode i then has seed `seed + i`.
+
+Resuming: running the same command again continues where a previous (killed, interrupted or finished) run stopped,
+with the same seeds and no duplicates; a larger `episodes=` extends the dataset. The same `out` with other content
+options (task, image_size, cameras, depth, lang, seed, noise, keep_failed) is an error, never an overwrite.
+
+Workers: `workers=N` simulates episodes in N spawned processes; the main process is the one writer and commits
+episodes in attempt order, so the dataset is the same for any N.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genba import keys
+
+# Duplicates genba.sim.config's tuples: this module must stay importable without the simulator for `--help`.
+TASK_NAMES = ("reach", "push", "pick_place", "stack")
+LANGS = ("en", "ja", "mixed")
+SLOT_FIELDS = ("x", "y", "z", "qw", "qx", "qy", "qz")
+# Options that define the dataset's content: reopening a folder with other values is an error.
+IDENTITY_FIELDS = ("task", "image_size", "cameras", "depth", "lang", "seed", "noise", "keep_failed")
+
+
+@dataclass
+class CollectConfig:
+    task: str = field(default="pick_place", metadata={"help": f"task: {', '.join(TASK_NAMES)}"})
+    episodes: int = field(default=10, metadata={"help": "episodes the dataset should hold (more extends it)"})
+    out: str = field(default="", metadata={"help": "dataset folder (default outputs/<task>)"})
+    seed: int = field(default=0, metadata={"help": "seed of the first attempt; attempt j uses seed + j"})
+    image_size: int = field(default=128, metadata={"help": "camera image height and width in pixels"})
+    cameras: list[str] = field(
+        default_factory=lambda: list(keys.CAMERAS), metadata={"help": "cameras to record: subset of front,wrist"}
+    )
+    lang: str = field(default="en", metadata={"help": "instruction language: en, ja or mixed"})
+    depth: bool = field(default=False, metadata={"help": "also record depth per camera (lerobot depth video)"})
+    noise: float = field(default=0.0, metadata={"help": "expert action noise (recovery data); 0 = clean demos"})
+    keep_failed: bool = field(default=False, metadata={"help": "keep failed expert attempts in the dataset"})
+    workers: int = field(default=1, metadata={"help": "processes simulating episodes in parallel (one writer)"})
+
+    def __post_init__(self) -> None:
+        if self.task not in TASK_NAMES:
+            raise ValueError(f"unknown task {self.task!r} (valid: {', '.join(TASK_NAMES)})")
+        if not isinstance(self.episodes, int) or self.episodes < 1:
+            raise ValueError(f"episodes={self.episodes!r} must be an integer >= 1")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed={self.seed!r} must be an integer >= 0")
+        if not isinstance(self.image_size, int) or not 16 <= self.image_size <= 1024:
+            raise ValueError(f"image_size={self.image_size!r} must be an integer in [16, 1024]")
+        self.cameras = list(self.cameras)
+        bad = [c for c in self.cameras if c not in keys.CAMERAS]
+        if bad or len(set(self.cameras)) != len(self.cameras):
+            raise ValueError(f"cameras={self.cameras!r}: each must be one of {', '.join(keys.CAMERAS)}, no repeats")
+        if self.lang not in LANGS:
+            raise ValueError(f"lang={self.lang!r} is not one of {', '.join(LANGS)}")
+        if self.depth and not self.cameras:
+            raise ValueError("depth=true needs at least one camera (cameras is empty)")
+        if not isinstance(self.noise, int | float) or not math.isfinite(self.noise) or self.noise < 0:
+            raise ValueError(f"noise={self.noise!r} must be a finite number >= 0")
+        if not isinstance(self.workers, int) or not 1 <= self.workers <= 64:
+            raise ValueError(f"workers={self.workers!r} must be an integer in [1, 64]")
+        if not self.out:
+            self.out = f"outputs/{self.task}"
+
+    def identity(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in IDENTITY_FIELDS}
+
+    def env_overrides(self) -> dict[str, Any]:
+        return {"image_size": self.image_size, "cameras": list(self.cameras), "depth": self.depth, "lang": self.lang}
+
+
+def run_collect(cfg: CollectConfig) -> dict:
+    from tqdm import tqdm
+
+    from genba.datasets.writer import open_writer
+
+    started = time.perf_counter()
+    fps, env_state_dim = _probe_env(cfg)
+    writer = open_writer(cfg.out, fps, dataset_features(cfg, env_state_dim), cfg.identity())
+    resumed_from = writer.episodes
+    max_attempts = cfg.episodes if cfg.keep_failed else 10 * cfg.episodes + 10
+    new_frames = 0
+    bar = tqdm(
+        total=cfg.episodes,
+        initial=min(writer.episodes, cfg.episodes),
+        desc=f"collect {cfg.task}",
+        unit="ep",
+        file=sys.stderr,
+    )
+    results = _simulate(cfg, first=writer.attempts, stop=lambda: _done(cfg, writer, max_attempts))
+    try:
+        for result in results:
+            if result["success"] or cfg.keep_failed:
+                frames = result.pop("frames")
+                writer.write_episode(frames, result["task"], result)
+                new_frames += result["length"]
+                bar.update(1)
+            else:
+                writer.skip_attempt(success=False)
+            bar.set_postfix(success=f"{writer.successes}/{writer.attempts}")
+    finally:
+        results.close()  # stops the worker pool now, not whenever the generator is collected
+        bar.close()
+        writer.close()
+    seconds = time.perf_counter() - started
+    if writer.episodes < cfg.episodes:
+        print(
+            f"genba collect: warning: gave up after {writer.attempts} attempts with {writer.episodes} successful "
+            f"episodes of {cfg.episodes} (keep_failed=false); the dataset is valid and can be extended",
+            file=sys.stderr,
+        )
+    return {
+        "episodes": writer.episodes,
+        "frames": writer.frames,
+        "expert_success_rate": round(writer.successes / writer.attempts, 4) if writer.attempts else None,
+        "seconds": round(seconds, 3),
+        "frames_per_s": round(new_frames / seconds, 2),
+        "dataset": str(Path(cfg.out)),
+        "new_episodes": writer.episodes - resumed_from,
+        "new_frames": new_frames,
+        "resumed_from_episode": resumed_from,
+        "attempts": writer.attempts,
+        "fps": fps,
+        "workers": cfg.workers,
+        "config": asdict(cfg),
+    }
+
+
+def _done(cfg: CollectConfig, writer: Any, max_attempts: int) -> tuple[bool, int]:
+    """(finished?, attempts still allowed) given what is committed."""
+    left = cfg.episodes - writer.episodes
+    return left <= 0 or writer.attempts >= max_attempts, min(left, max_attempts - writer.attempts)
+
+
+def dataset_features(cfg: CollectConfig, env_state_dim: int) -> dict[str, dict]:
+    """The LeRobot feature dict of a collect run (without lerobot's automatic index/timestamp features)."""
+    s = cfg.image_size
+    features: dict[str, dict] = {}
+    for cam in cfg.cameras:
+        features[keys.image_key(cam)] = {"dtype": "video", "shape": (s, s, 3), "names": ["height", "width", "channels"]}
+    if cfg.depth:
+        for cam in cfg.cameras:
+            features[keys.depth_key(cam)] = {
+                "dtype": "video",
+                "shape": (s, s, 1),
+                "names": ["height", "width", "channels"],
+                "info": {"is_depth_map": True},
+            }
+    joints = list(keys.JOINTS)
+    features[keys.OBS_STATE] = {"dtype": "float32", "shape": (len(joints),), "names": joints}
+    slots = env_state_dim // len(SLOT_FIELDS)
+    names = [f"slot{k}.{f}" for k in range(slots) for f in SLOT_FIELDS] if env_state_dim % 7 == 0 else None
+    features[keys.OBS_ENV_STATE] = {"dtype": "float32", "shape": (env_state_dim,), "names": names}
+    features[keys.ACTION] = {"dtype": "float32", "shape": (len(joints),), "names": joints}
+    return features
+
+
+def _probe_env(cfg: CollectConfig) -> tuple[int, int]:
+    """fps and environment-state size, from an env that renders nothing (cheap)."""
+    from genba.sim import make
+
+    env = make(cfg.task, lang=cfg.lang, cameras=[])
+    try:
+        return int(env.unwrapped.fps), int(env.observation_space[keys.ENV_STATE].shape[0])
+    finally:
+        env.close()
+
+
+def _simulate(cfg: CollectConfig, first: int, stop: Any):
+    """Yield episode results in attempt order (first, first+1, ...) until stop() says done.
+
+    stop() -> (done, budget): checked before each submission; at most `budget` attempts are in flight, so no
+    episode is simulated that cannot be kept (no wasted work when every attempt succeeds).
+    """
+    job = {"task": cfg.task, "env": cfg.env_overrides(), "noise": float(cfg.noise), "base_seed": cfg.seed}
+    if cfg.workers == 1:
+        attempt = first
+        try:
+            while not stop()[0]:
+                yield simulate_episode({**job, "attempt": attempt})
+                attempt += 1
+        finally:
+            _close_envs()  # renderers hold GL contexts; a library caller may collect again with other options
+        return
+
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(
+        max_workers=cfg.workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_exit_with_parent,
+        initargs=(os.getpid(),),
+    )
+    pending: deque = deque()
+    attempt = first
+    try:
+        while True:
+            done, budget = stop()
+            if done:
+                return
+            while len(pending) < min(budget, 2 * cfg.workers):
+                pending.append(pool.submit(simulate_episode, {**job, "attempt": attempt}))
+                attempt += 1
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Pool workers hold both ends of their task queue, so a SIGKILLed parent never gives them EOF: they would wait
+    forever. A daemon thread ends the worker once its parent is gone. Ctrl-C is the parent's to handle (it stops
+    the pool and checkpoints); workers ignore it instead of each printing a traceback."""
+    import signal
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="genba-exit-with-parent").start()
+
+
+_ENVS: dict[tuple, Any] = {}  # per process: building the env (and its renderer) once, not per episode
+
+
+def _close_envs() -> None:
+    while _ENVS:
+        _ENVS.popitem()[1].close()
+
+
+def simulate_episode(job: dict) -> dict:
+    """Run one expert attempt; returns {"frames": {feature: (T, ...) array}, "task", "success", "seed", ...}.
+
+    A top-level function of plain-dict input so that spawned worker processes can run it.
+    """
+    import numpy as np
+
+    from genba.sim import make
+    from genba.sim.experts import make_expert
+
+    env_key = (job["task"], tuple(sorted((k, str(v)) for k, v in job["env"].items())))
+    if env_key not in _ENVS:
+        _ENVS[env_key] = make(job["task"], **job["env"])
+    env = _ENVS[env_key]
+    seed = job["base_seed"] + job["attempt"]
+    expert = make_expert(job["task"], noise=job["noise"], seed=seed, fps=env.unwrapped.fps)
+    obs, info = env.reset(seed=seed)
+    expert.reset()
+    instruction = env.unwrapped.task_description
+    cameras, depth = job["env"]["cameras"], job["env"]["depth"]
+    rows: dict[str, list] = {k: [] for k in (keys.OBS_STATE, keys.OBS_ENV_STATE, keys.ACTION)}
+    for cam in cameras:
+        rows[keys.image_key(cam)] = []
+        if depth:
+            rows[keys.depth_key(cam)] = []
+    physics = info.get(keys.INFO_PHYSICS)
+    success, reason = False, None
+    while True:
+        action = np.asarray(expert.act({**obs, keys.TASK: instruction}), dtype=np.float32)
+        for cam in cameras:  # copies: a renderer may reuse its buffers
+            rows[keys.image_key(cam)].append(np.array(obs[keys.PIXELS][cam], dtype=np.uint8))
+            if depth:
+                rows[keys.depth_key(cam)].append(np.asarray(obs[keys.DEPTH][cam], dtype=np.float32)[..., None])
+        rows[keys.OBS_STATE].append(np.asarray(obs[keys.AGENT_POS], dtype=np.float32))
+        rows[keys.OBS_ENV_STATE].append(np.asarray(obs[keys.ENV_STATE], dtype=np.float32))
+        rows[keys.ACTION].append(action)
+        obs, _, terminated, truncated, info = env.step(action)
+        success = bool(info.get(keys.INFO_SUCCESS, False))
+        if terminated or truncated:
+            reason = info.get(keys.INFO_TRUNCATION_REASON) if truncated else None
+            break
+    frames = {k: np.stack(v) for k, v in rows.items()}
+    return {
+        "frames": frames,
+        "task": instruction,
+        "seed": seed,
+        "attempt": job["attempt"],
+        "success": success,
+        "length": len(frames[keys.ACTION]),
+        "truncation_reason": reason,
+        "noise": job["noise"],
+        "physics": physics,
+        "spec": env.unwrapped.episode_spec(),
+    }
