@@ -2,6 +2,8 @@
 VENV := .venv
 STAMP := $(VENV)/.genba-installed
 export MUJOCO_GL ?= egl
+# Some machines set this; then every test process recompiles torch's and lerobot's bytecode (~20 s each).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: demo test lint setup clean
 
