@@ -268,6 +268,7 @@ def recover(root: Path, commit: dict) -> None:
 
 def _resume(root: Path):
     import av
+    from lerobot.configs.video import DepthEncoderConfig
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     os.environ.setdefault("SVT_LOG", "1")  # libsvtav1 prints a banner per video file otherwise
@@ -276,7 +277,16 @@ def _resume(root: Path):
     av.logging.set_libav_level(av.logging.ERROR)
     # An unbounded queue: lerobot's streaming encoder drops frames when its queue is full, and ours come faster than
     # real time. Memory stays bounded by one episode's frames.
-    return LeRobotDataset.resume(repo_id_for(root), root=root, streaming_encoding=True, encoder_queue_maxsize=1_000_000)
+    # lerobot's depth encoder (lossless 12-bit HEVC through x265) with x265's own banner and per-file report silenced;
+    # x265 prints them itself, past FFmpeg's log level.
+    depth_encoder = DepthEncoderConfig(extra_options={"x265-params": "lossless=1:log-level=error"})
+    return LeRobotDataset.resume(
+        repo_id_for(root),
+        root=root,
+        streaming_encoding=True,
+        encoder_queue_maxsize=1_000_000,
+        depth_encoder=depth_encoder,
+    )
 
 
 def _commit_checkpoint(root: Path, commit: dict) -> None:
