@@ -8,8 +8,6 @@ one asset layout (two textures, no meshes); any other layout rebuilds the render
 
 from __future__ import annotations
 
-import contextlib
-
 import mujoco
 import numpy as np
 
@@ -86,5 +84,8 @@ class SceneRenderer:
             self._gl = None
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # interpreter shutdown: GL may already be gone
+        # Not contextlib.suppress: at interpreter shutdown module globals (contextlib included) may already be None.
+        try:  # noqa: SIM105
             self.close()
+        except Exception:  # GL may already be gone too
+            pass
