@@ -23,6 +23,15 @@ OBS_ENV_STATE = "observation.environment_state"
 ACTION = "action"
 TASK = "task"  # the instruction string
 ACTIONS = "actions"  # policy output: (H, A) action chunk
+PAD_SUFFIX = "_is_pad"  # f"{key}{PAD_SUFFIX}": (T,) bool, True where a clip window crossed an episode boundary
+FUTURE = "future"  # prefix of the world model's targets in a clip: f"{FUTURE}.images.<cam>", FUTURE_STATE
+FUTURE_STATE = f"{FUTURE}.state"
+FUTURE_IS_PAD = f"{FUTURE}{PAD_SUFFIX}"
+
+# --- policy server messages (openpi's protocol) ---
+PROMPT = "prompt"  # openpi's name for the instruction; the server accepts it as an alias of TASK
+RESET = "reset"  # optional bool in an observation: reset the connection's policy first (genba's extension)
+SERVER_TIMING = "server_timing"
 
 # --- cameras and joints of the genba arm ---
 FRONT = "front"
@@ -37,3 +46,11 @@ def image_key(camera: str) -> str:
 
 def depth_key(camera: str) -> str:
     return f"{OBS_DEPTH}.{camera}"
+
+
+def future_image_key(camera: str) -> str:
+    return f"{FUTURE}.images.{camera}"
+
+
+def pad_key(key: str) -> str:
+    return f"{key}{PAD_SUFFIX}"

@@ -36,17 +36,8 @@ from genba import keys
 from genba.errors import GenbaError
 
 CACHE_MODES = ("auto", "disk", "off")
-FUTURE = "future"  # prefix of the world model's targets: f"{FUTURE}.images.<cam>", f"{FUTURE}.state"
-FUTURE_STATE = f"{FUTURE}.state"
-FUTURE_IS_PAD = f"{FUTURE}_is_pad"
-
-
-def future_image_key(camera: str) -> str:
-    return f"{FUTURE}.images.{camera}"
-
-
-def pad_key(key: str) -> str:
-    return f"{key}_is_pad"
+FUTURE, FUTURE_STATE, FUTURE_IS_PAD = keys.FUTURE, keys.FUTURE_STATE, keys.FUTURE_IS_PAD
+future_image_key, pad_key = keys.future_image_key, keys.pad_key
 
 
 @dataclass

@@ -18,9 +18,7 @@ import numpy as np
 
 from genba import keys
 
-PROMPT = "prompt"  # openpi's name for the instruction; accepted as an alias of keys.TASK
-RESET = "reset"  # optional bool: reset the (per-connection) policy before this inference (genba extension)
-SERVER_TIMING = "server_timing"
+PROMPT, RESET, SERVER_TIMING = keys.PROMPT, keys.RESET, keys.SERVER_TIMING
 MAX_TEXT_CHARS = 2000
 # Plain numeric dtypes only: numpy's object, void, datetime and complex kinds have no place on this wire.
 _DTYPES = {"|b1", "|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<u8", "<i8", "<f2", "<f4", "<f8"}

@@ -27,7 +27,9 @@ from typing import Any
 
 import numpy as np
 
-ARM_JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
+from genba import keys
+
+ARM_JOINTS = keys.JOINTS
 JOINT_LIMITS = np.array(
     [[-1.92, 1.92], [-1.75, 1.75], [-1.70, 2.80], [-1.75, 1.75], [-2.79, 2.79], [0.0, 0.032]], dtype=np.float32
 )  # (6, 2)
