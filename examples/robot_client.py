@@ -15,6 +15,7 @@ import json
 import os
 
 import genba.sim as sim
+from genba.errors import GenbaError
 from genba.serving.client import RemotePolicy, RobotClient
 from genba.serving.robots import LeRobotArm, SimArm, so101_units
 from genba.serving.safety import robot_limits
@@ -30,7 +31,10 @@ def main() -> None:
     parser.add_argument("--fast", action="store_true", help="lock-step instead of real time")
     args = parser.parse_args()
 
-    policy = RemotePolicy(args.url, api_key=args.api_key)
+    try:
+        policy = RemotePolicy(args.url, api_key=args.api_key)
+    except GenbaError as e:  # no server, wrong address or key: one line, not a traceback
+        parser.exit(2, f"robot_client: error: {e}\n")
     print(f"connected to {args.url}: policy {policy.metadata['policy']}, inputs {', '.join(policy.input_keys)}")
     if args.robot == "sim":
         robot = SimArm(sim.make(args.task, cameras=[]))

@@ -310,13 +310,16 @@ class VideoFrames:
         finally:
             tmp.unlink(missing_ok=True)
         (folder / f"{self.key}.json").write_text(
-            json.dumps({"root": str(self.root.resolve()), "key": self.key, "shape": [self.n, *self.shape]})
+            json.dumps(
+                {"root": str(self.root.resolve()), "key": self.key, "size": self.size, "shape": [self.n, *self.shape]}
+            )
         )
         self._decoders.clear()  # the parent keeps no decoder across fork
         return True
 
     def _drop_stale(self, folder: Path) -> None:
-        """Delete caches of this same dataset and camera built from older files: bounded disk use."""
+        """Delete caches of this same dataset, camera and size built from older files: bounded disk use. Caches of
+        other sizes stay (a run training at one size and evaluating at another would rebuild both every time)."""
         me = str(self.root.resolve())
         for info in folder.parent.glob(f"*/{self.key}.json"):
             if info.parent == folder:
@@ -325,7 +328,7 @@ class VideoFrames:
                 old = json.loads(info.read_text())
             except (OSError, json.JSONDecodeError):
                 continue
-            if old.get("root") == me and old.get("key") == self.key:
+            if old.get("root") == me and old.get("key") == self.key and old.get("size", self.size) == self.size:
                 (info.parent / f"{self.key}.npy").unlink(missing_ok=True)
                 info.unlink(missing_ok=True)
                 if not any(info.parent.iterdir()):

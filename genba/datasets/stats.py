@@ -29,6 +29,7 @@ QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
 MODES = ("mean_std", "min_max", "quantile", "identity")  # quantile: q01 -> -1, q99 -> +1 (pi0-style)
 EPS = 1e-8
 IMAGE_STATS_FRAMES = 2000  # frames per camera sampled for recomputed image statistics
+IMAGE_STATS_CHUNK = 64  # frames decoded at once while counting them
 
 
 def numeric_stats(x: np.ndarray) -> dict[str, np.ndarray]:
@@ -45,16 +46,52 @@ def numeric_stats(x: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
+def channel_histograms(frames: np.ndarray) -> np.ndarray:
+    """frames (N, 3, H, W) uint8 -> (3, 256) int64 pixel counts per channel."""
+    return np.stack([np.bincount(frames[:, c].reshape(-1), minlength=256) for c in range(3)])
+
+
+def histogram_stats(hist: np.ndarray) -> dict[str, np.ndarray]:
+    """(3, 256) pixel counts -> per-channel statistics (3, 1, 1) on the [0, 1] scale.
+
+    The same numbers as `numeric_stats` over the pixels themselves (quantiles by numpy's default linear rule), but
+    from 256 counts per channel: the pixels are never held as floats, so memory does not grow with the frames
+    sampled or their resolution (2000 frames of 480x640 would be 15 GB of float64)."""
+    values = np.arange(256, dtype=np.float64) / 255.0  # (256,)
+    hist = np.asarray(hist, dtype=np.int64)
+    n = hist.sum(1)  # (3,) pixels per channel
+    cum = np.cumsum(hist, 1)  # (3, 256)
+
+    def order_stat(k: np.ndarray) -> np.ndarray:  # (3,) the k-th smallest pixel (0-based) of each channel
+        return values[[np.searchsorted(cum[c], k[c], side="right") for c in range(3)]]
+
+    mean = hist @ values / n
+    out = {
+        "mean": mean,
+        "std": np.sqrt((hist * (values[None] - mean[:, None]) ** 2).sum(1) / n),
+        "min": order_stat(np.zeros(3, np.int64)),
+        "max": order_stat(n - 1),
+    }
+    for name, q in QUANTILES.items():
+        pos = q * (n - 1)
+        lo = np.floor(pos).astype(np.int64)
+        a, b = order_stat(lo), order_stat(np.minimum(lo + 1, n - 1))
+        out[name] = a + (pos - lo) * (b - a)
+    stats = {k: v.reshape(3, 1, 1) for k, v in out.items()}
+    stats["count"] = np.asarray([n[0]])
+    return stats
+
+
 def image_stats(frames: np.ndarray) -> dict[str, np.ndarray]:
     """frames (N, 3, H, W) uint8 -> per-channel statistics (3, 1, 1) on the [0, 1] scale."""
-    per_channel = frames.transpose(1, 0, 2, 3).reshape(3, -1).T / 255.0  # (N*H*W, 3)
-    stats = numeric_stats(per_channel)
-    return {k: (v.reshape(3, 1, 1) if k != "count" else v) for k, v in stats.items()}
+    return histogram_stats(channel_histograms(frames))
 
 
 def compute_stats(ds: Any, episodes: list[int] | None = None, images: bool = True) -> dict[str, dict]:
     """Statistics of a `ClipDataset`'s numeric features (and cameras) over `episodes` (default: the dataset's own)."""
     episodes = ds.episodes if episodes is None else episodes
+    if len(episodes) == 0:
+        raise GenbaError(f"no episodes of {ds.root} to take statistics from (an empty split?)")
     rows = np.concatenate([np.arange(ds.ep_from[e], ds.ep_to[e]) for e in episodes])
     cfg = ds.cfg
     out: dict[str, dict] = {}
@@ -63,11 +100,15 @@ def compute_stats(ds: Any, episodes: list[int] | None = None, images: bool = Tru
     if images:
         rng = np.random.default_rng(0)  # the same frames every time: recomputed stats are reproducible
         pick = np.sort(rng.choice(rows, size=min(len(rows), IMAGE_STATS_FRAMES), replace=False))
+        # One read per episode and chunk (VideoFrames.get takes rows of one episode), counted into histograms:
+        # memory holds one chunk of frames, whatever the number sampled.
+        reads = []
+        for e in np.unique(ds.episode_of_row[pick]):
+            rows_e = pick[ds.episode_of_row[pick] == e]
+            reads += np.array_split(rows_e, -(-len(rows_e) // IMAGE_STATS_CHUNK))
         for name, video in ds.video.items():
-            frames = np.concatenate(
-                [video.get(pick[ds.episode_of_row[pick] == e]).numpy() for e in np.unique(ds.episode_of_row[pick])]
-            )
-            out[keys.image_key(name)] = image_stats(frames)
+            hist = sum(channel_histograms(video.get(part).numpy()) for part in reads)
+            out[keys.image_key(name)] = histogram_stats(hist)
     return {k: _as_lists(v) for k, v in out.items()}
 
 

@@ -27,6 +27,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from genba import keys
+from genba.errors import GenbaError
 from genba.serving.policies import Policy
 from genba.serving.protocol import RESET, SERVER_TIMING, ProtocolError, packb, unpackb
 from genba.serving.safety import ActionLimits
@@ -94,6 +95,13 @@ class PolicyServer:
         self._started = time.time()
         if limits is not None and len(limits.names) != self.policy.action_spec.dim:
             raise ValueError(f"robot limits have {len(limits.names)} joints, the policy {self.policy.action_spec.dim}")
+        if limits is not None and limits.units != self.policy.action_spec.units:
+            # Degree limits on radian actions would clip nothing that matters: refuse rather than look safe.
+            raise GenbaError(
+                f"the robot's action limits are in {limits.units} but policy {self.policy.name} acts in "
+                f"{self.policy.action_spec.units}; choose the robot whose units the policy's actions use "
+                "(the robot client converts them for the arm)"
+            )
 
     # ---- what a client learns on connect ----
     def metadata(self) -> dict:
@@ -117,7 +125,8 @@ class PolicyServer:
         if request.path == HEALTHZ:
             return connection.respond(http.HTTPStatus.OK, "OK\n")
         if self._api_key is not None:
-            given = request.headers.get("Authorization", "")
+            values = request.headers.get_all("Authorization")  # .get() raises on a repeated header
+            given = values[0] if len(values) == 1 else ""  # two keys, even two right ones, are refused
             expected = b"Api-Key " + self._api_key
             if not hmac.compare_digest(given.encode("utf-8", "replace"), expected):
                 self.stats.refused += 1
@@ -246,6 +255,8 @@ class PolicyServer:
                 results, seconds = await loop.run_in_executor(
                     self._pool, _timed, policy.infer_batch, [r.obs for r in batch], False
                 )
+            if len(results) != len(batch):  # checked here: an error past this point would stop the batcher
+                raise UnsafeActions(f"policy returned {len(results)} results for a batch of {len(batch)}")
         except Exception as e:
             for r in batch:
                 if not r.future.done():
@@ -272,17 +283,32 @@ class PolicyServer:
         """Listen until `stop` is set; then close every connection (1001 going away) and drain."""
         self._queue = asyncio.Queue()
         batcher = asyncio.create_task(self._batcher())
-        async with serve(
-            self._handler,
-            self.host,
-            self.port,
-            process_request=self._process_request,
-            max_size=self.max_message_bytes,
-            # openpi clients wait for each reply, so a deep receive buffer only lets one client pile up memory
-            # (max_queue frames x max_size each).
-            max_queue=4,
-            compression=None,  # openpi's client asks for none; images do not compress anyway
-        ) as server:
+        try:
+            await self._listen(stop, announce, ready)
+        finally:
+            batcher.cancel()
+            self._pool.shutdown(wait=True)
+        log_event("stopped", **{k: v for k, v in self.summary().items() if k != "address"})
+
+    async def _listen(
+        self, stop: asyncio.Event, announce: Callable[[str], None] | None, ready: Callable[[int], None] | None
+    ) -> None:
+        try:
+            server = await serve(
+                self._handler,
+                self.host,
+                self.port,
+                process_request=self._process_request,
+                max_size=self.max_message_bytes,
+                # openpi clients wait for each reply, so a deep receive buffer only lets one client pile up memory
+                # (max_queue frames x max_size each).
+                max_queue=4,
+                compression=None,  # openpi's client asks for none; images do not compress anyway
+            )
+        except OSError as e:  # port in use, an address not on this machine, a host name that does not resolve
+            reason = e.strerror or str(e)
+            raise GenbaError(f"cannot listen on {self.host}:{self.port}: {reason}") from None
+        try:
             self.port = server.sockets[0].getsockname()[1]
             self._started = time.time()
             line = (
@@ -304,11 +330,9 @@ class PolicyServer:
                 ready(self.port)
             await stop.wait()
             log_event("stopping", open=self._open)
+        finally:
             server.close()  # closes connections with 1001 and waits for their handlers
             await server.wait_closed()
-        batcher.cancel()
-        self._pool.shutdown(wait=True)
-        log_event("stopped", **{k: v for k, v in self.summary().items() if k != "address"})
 
     def summary(self) -> dict:
         lat = np.asarray(self.stats.latency_ms, dtype=np.float64)

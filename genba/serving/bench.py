@@ -5,6 +5,8 @@ its interpreter lock; each client is a thread with its own websocket connection 
 Per request: round trip as the client sees it, the policy's own compute (`server_timing.infer_ms`), and the server's
 overhead (`server_timing.total_ms - infer_ms`: decoding, validation, queueing, batching, clipping), of which
 `queue_ms` is the wait for the policy thread while it runs another batch (contention, not per-request work).
+`rtt_minus_policy_ms_*` is the whole cost a client sees beyond the policy: the server's overhead plus the websocket
+framing, the loopback and the client's own encoding and decoding.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class BenchServeConfig:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
         if self.warmup < 0:
             raise ValueError(f"warmup={self.warmup} must be >= 0")
+        if self.batch_wait_ms < 0:
+            raise ValueError(f"batch_wait_ms={self.batch_wait_ms} must be >= 0")
 
 
 def run_bench_serve(cfg: BenchServeConfig) -> dict:
@@ -59,11 +63,12 @@ def run_bench_serve(cfg: BenchServeConfig) -> dict:
     env = {**os.environ, "GENBA_API_KEY": ""}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        line = ""
+        line = last = ""
         while "listening on" not in line:
             line = proc.stderr.readline()
-            if not line:
-                raise GenbaError(f"the server did not start: {' '.join(cmd)}")
+            if not line:  # its own one-line error is the last thing it printed
+                raise GenbaError(f"the server did not start ({last.strip() or 'no output'}): {' '.join(cmd)}")
+            last = line
         url = re.search(r"ws://\S+", line).group(0)
         # Keep draining the server's log so its pipe never fills.
         threading.Thread(target=proc.stderr.read, daemon=True).start()
@@ -122,6 +127,7 @@ def run_bench_serve(cfg: BenchServeConfig) -> dict:
             if errors:
                 raise GenbaError(f"bench serve: {len(errors)} client(s) failed: {errors[0]}")
             a = np.array([r for per in rows for r in per], dtype=np.float64)  # (N, 7)
+            a = np.column_stack([a, a[:, 0] - a[:, 1]])  # (N, 8): + round trip minus the policy's compute
 
             def p(col: int, q: float, a=a) -> float:
                 return round(float(np.percentile(a[:, col], q)), 3)
@@ -132,6 +138,7 @@ def run_bench_serve(cfg: BenchServeConfig) -> dict:
                 "rtt_ms_p50": p(0, 50), "rtt_ms_p99": p(0, 99),
                 "policy_ms_p50": p(1, 50), "policy_ms_p99": p(1, 99),
                 "overhead_ms_p50": p(2, 50), "overhead_ms_p99": p(2, 99),
+                "rtt_minus_policy_ms_p50": p(7, 50), "rtt_minus_policy_ms_p99": p(7, 99),
                 "of_which_queue_ms_p50": p(4, 50), "of_which_queue_ms_p99": p(4, 99),
                 "of_which_batch_wait_ms_p50": p(5, 50), "of_which_batch_wait_ms_p99": p(5, 99),
                 "of_which_decode_ms_p50": p(6, 50), "of_which_decode_ms_p99": p(6, 99),

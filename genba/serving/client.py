@@ -48,7 +48,7 @@ class RemotePolicy:
         self._connect()
 
     def _connect(self) -> None:
-        from websockets.exceptions import InvalidStatus
+        from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
         from websockets.sync.client import connect
 
         try:
@@ -64,9 +64,18 @@ class RemotePolicy:
             raise GenbaError(
                 f"policy server {self.url} refused the connection: HTTP {e.response.status_code}"
             ) from None
-        except OSError as e:
+        except InvalidURI:
+            raise GenbaError(f"policy server address {self.url!r} is not a ws:// or wss:// URL") from None
+        except (OSError, InvalidHandshake) as e:  # refused, unreachable, timed out, not a websocket server
             raise GenbaError(f"cannot reach policy server {self.url}: {e}") from None
-        self.metadata = unpackb(self._ws.recv(timeout=self.timeout_s))
+        try:
+            metadata = unpackb(self._ws.recv(timeout=self.timeout_s))
+            if not isinstance(metadata, dict):
+                raise TypeError(f"a {type(metadata).__name__}, not a map")
+        except Exception as e:  # closed or silent right after the handshake, or not openpi's metadata message
+            self.close()
+            raise GenbaError(f"policy server {self.url} sent no metadata: {type(e).__name__}: {e}") from None
+        self.metadata = metadata
 
     @property
     def input_keys(self) -> list[str]:

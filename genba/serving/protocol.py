@@ -186,7 +186,7 @@ class ActionSpec:
     dim: int
     names: tuple[str, ...] = keys.JOINTS
     fps: float = 10.0
-    units: str = "rad"
+    units: str = "rad (gripper: m)"  # the genba arm's; the server's action limits must be in the same
 
     def to_json(self) -> dict:
         return {

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ import numpy as np
 
 from genba import keys
 
+SENT_KEPT = 10_000  # LeRobotArm.sent: the last actions kept for inspection
 ENV_STATE_FEATURE = "environment_state"  # a lerobot robot's optional observation key carrying object poses
 
 
@@ -96,7 +98,9 @@ class LeRobotArm:
         self.robot, self.fps, self.units, self.instruction = robot, float(fps), units, instruction
         self.cameras = dict(cameras or {})
         self.joints = joints
-        self.sent: list[dict] = []  # what send_action reported as actually sent (after its own clipping)
+        # What send_action reported as actually sent (after its own clipping): the latest steps only, so that an
+        # arm running for hours does not grow memory.
+        self.sent: deque[dict] = deque(maxlen=SENT_KEPT)
 
     def observe(self) -> dict[str, Any]:
         raw = self.robot.get_observation()

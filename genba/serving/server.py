@@ -37,7 +37,9 @@ class ServeConfig:
         default="", metadata={"help": f"required `Authorization: Api-Key <key>`; empty: ${API_KEY_ENV} or none"}
     )
     allow_insecure: bool = field(default=False, metadata={"help": "allow a non-loopback host without api_key"})
-    robot: str = field(default="genba_arm", metadata={"help": "action limits: genba_arm | so101 | none"})
+    robot: str = field(
+        default="genba_arm", metadata={"help": "action limits, in the policy's units: genba_arm | so101 | none"}
+    )
     max_delta_scale: float = field(default=1.0, metadata={"help": "scale of the robot's max change per step"})
     max_message_mb: float = field(default=8.0, metadata={"help": "largest observation message accepted (MiB)"})
     max_connections: int = field(default=32, metadata={"help": "concurrent clients; more get HTTP 503"})

@@ -6,6 +6,7 @@ test_clips_interop.py."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -174,6 +175,21 @@ def test_cache_equals_decoding_and_is_reused_then_invalidated(foreign, tmp_path)
     assert compare_samples(changed[5], decoded[5]) == []
 
 
+def test_caches_of_two_sizes_coexist_and_only_a_stale_one_is_dropped(foreign, tmp_path):
+    data = tmp_path / "ds"
+    shutil.copytree(foreign, data)
+    cache = tmp_path / "cache"
+    small, large = (clips(data, cache, cameras=["cam_low"], image_size=s) for s in (32, 48))
+    assert small.cache_built and large.cache_built
+    assert not clips(data, cache, cameras=["cam_low"], image_size=32).cache_built  # building 48 kept 32's
+    both = sorted(cache.glob("*/*.npy"))
+    assert len(both) == 2
+    sorted((data / "data").glob("*/*.parquet"))[0].touch()
+    assert clips(data, cache, cameras=["cam_low"], image_size=32).cache_built
+    now = sorted(cache.glob("*/*.npy"))
+    assert len(now) == 2 and large.video["cam_low"].cache_file in now  # 32's stale cache replaced, 48's left
+
+
 def test_batched_fetch_through_a_dataloader_equals_single_samples(foreign, cache_dir):
     from torch.utils.data import DataLoader, default_collate
 
@@ -241,3 +257,11 @@ def test_bad_input_is_one_clear_line(foreign, cache_dir, tmp_path):
     assert str(mp4) in msg and "episode 0" in msg and "cam_low" in msg
     mp4.unlink()
     assert "missing video file" in err(data=bad, cache="off")
+
+    bad = tmp_path / "bad_shape"  # meta/info.json declares another frame size than the video holds
+    shutil.copytree(foreign, bad)
+    info = json.loads((bad / "meta" / "info.json").read_text())
+    info["features"]["observation.images.cam_high"]["shape"] = [32, 40, 3]
+    (bad / "meta" / "info.json").write_text(json.dumps(info))
+    msg = err(data=bad, cameras=["cam_high"])
+    assert f"frames are {H}x{W}, meta/info.json says 32x40" in msg and "episode 0" in msg

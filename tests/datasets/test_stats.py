@@ -47,6 +47,35 @@ def test_numeric_and_image_stats():
     assert im["mean"].shape == (3, 1, 1) and im["mean"].ravel().tolist() == [0.0, 1.0, 0.0]
 
 
+@pytest.mark.parametrize("n", [1, 2, 7])
+def test_image_stats_from_histograms_equal_stats_of_the_pixels(n):
+    # Image statistics come from 256-bin counts (bounded memory); they must be the pixels' own statistics,
+    # quantiles included (numpy's linear rule), computed here the direct way.
+    rng = np.random.default_rng(n)
+    frames = rng.integers(0, 256, (n, 3, 5, 6), dtype=np.uint8)
+    frames[:, 2] //= 4  # channels with other distributions
+    frames[:, 1] = np.clip(frames[:, 1], 100, 140)
+    direct = numeric_stats(frames.transpose(1, 0, 2, 3).reshape(3, -1).T / 255.0)
+    got = image_stats(frames)
+    assert got["count"].tolist() == [n * 5 * 6]
+    for name in ("mean", "std", "min", "max", "q01", "q10", "q50", "q90", "q99"):
+        assert got[name].shape == (3, 1, 1)
+        np.testing.assert_allclose(got[name].ravel(), direct[name], rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+def test_image_stats_memory_does_not_scale_with_float_pixels():
+    import tracemalloc
+
+    frames = np.random.default_rng(0).integers(0, 256, (200, 3, 64, 64), dtype=np.uint8)
+    tracemalloc.start()
+    try:
+        image_stats(frames)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * frames.nbytes  # float64 pixels alone would be 8x, their quantiles' copies more
+
+
 def test_recomputed_stats_agree_with_lerobots_meta_stats(ds):
     meta, mine = stats_from_meta(ds), compute_stats(ds)
     assert set(meta) == set(mine) == {STATE, "action", "observation.images.front"}
@@ -59,6 +88,8 @@ def test_recomputed_stats_agree_with_lerobots_meta_stats(ds):
     )
     train = compute_stats(ds, episodes=[0, 2], images=False)  # stats of a split see only its episodes
     assert train[STATE]["max"][0] == 2019.0 and train[STATE]["min"][0] == 0.0 and train[STATE]["count"] == [32]
+    with pytest.raises(GenbaError, match="no episodes"):
+        compute_stats(ds, episodes=[])
 
 
 def test_normalizer_round_trip_and_save_load(ds, tmp_path):

@@ -73,8 +73,7 @@ def test_sim_arm_through_the_server_matches_the_expert_run_directly(task):
     for (summary, actions), (_, expected) in zip(served, direct, strict=True):
         assert summary["holds"] == 0 and summary["errors"] == 0
         np.testing.assert_array_equal(actions, expected)  # same observations in, same actions out, bit for bit
-    if task != "push":  # push's expert is still being tuned by SIM
-        assert sum(s["success"] for s, _ in served) >= 3
+    assert sum(s["success"] for s, _ in served) >= 3  # the experts succeed: the comparison is not all failures
 
 
 class StallingPolicy(LinearPolicy):
@@ -164,3 +163,14 @@ def test_client_refuses_a_robot_without_the_inputs_the_policy_needs():
         with pytest.raises(GenbaError, match=r"no 'observation\.images\.front'"):
             RobotClient(arm, policy, realtime=False).run_episode(max_steps=2)
         policy.close()
+
+
+def test_remote_policy_errors_are_one_line():
+    from genba.errors import GenbaError
+
+    with pytest.raises(GenbaError, match=r"'http://127\.0\.0\.1:1' is not a ws:// or wss:// URL"):
+        RemotePolicy("http://127.0.0.1:1")
+    with pytest.raises(GenbaError, match=r"cannot reach policy server ws://127\.0\.0\.1:1"):
+        RemotePolicy("ws://127.0.0.1:1", timeout_s=2)
+    with start("linear", horizon=2, api_key="k") as server, pytest.raises(GenbaError, match="HTTP 401"):
+        RemotePolicy(server.url, api_key="wrong")

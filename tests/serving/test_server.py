@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from genba import keys
-from genba.serving.app import ServerThread
+from genba.serving.app import PolicyServer, ServerThread
 from genba.serving.policies import LinearPolicy
 from genba.serving.protocol import packb, unpackb
 from genba.serving.safety import robot_limits
@@ -283,4 +283,78 @@ def test_bench_serve_command(tmp_path):
         assert run["requests"] == 20 * run["clients"]
         assert run["policy_ms_p50"] > 0 and 0 < run["overhead_ms_p50"] <= run["overhead_ms_p99"]
         assert run["rtt_ms_p50"] >= run["policy_ms_p50"]
+        assert run["overhead_ms_p50"] <= run["rtt_minus_policy_ms_p50"] <= run["rtt_ms_p50"]
     assert summary["message_bytes"] > 2 * 32 * 32 * 3 and isinstance(summary["overhead_ok"], bool)
+
+
+def test_a_port_in_use_is_one_clear_line(tmp_path):
+    import socket
+
+    from genba.errors import GenbaError
+    from genba.serving.server import run_serve
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(GenbaError, match=rf"^cannot listen on 127\.0\.0\.1:{port}: .*in use$"):
+            run_serve(ServeConfig(policy="linear", port=port, out=str(tmp_path / "s.json")))
+        # (the CLI prints a GenbaError as one line and exits 2; a bind error used to be a traceback and exit 1)
+
+
+class MiscountingPolicy(LinearPolicy):
+    """A buggy batched policy: one result short for every batch of two or more."""
+
+    def infer_batch(self, batch):
+        out = super().infer_batch(batch)
+        return out[:-1] if len(batch) > 1 else out
+
+
+def test_a_policy_answering_a_batch_wrongly_is_an_error_reply_and_the_server_keeps_serving():
+    import threading
+
+    server = ServerThread(PolicyServer(lambda: MiscountingPolicy(horizon=2), port=0, batch_wait_ms=500))
+    obs = packb({keys.OBS_STATE: np.zeros(6, np.float32)})
+    with server, connect(server.url) as a, connect(server.url) as b:
+        unpackb(a.recv())
+        unpackb(b.recv())
+        replies = {}
+
+        def ask(name, ws):
+            ws.send(obs)
+            replies[name] = ws.recv(timeout=10)
+
+        threads = [threading.Thread(target=ask, args=(n, ws)) for n, ws in (("a", a), ("b", b))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        # Both waited in one batch (500 ms window, two clients): the policy's miscount reaches both as one line.
+        assert (
+            replies["a"] == replies["b"] == "policy error: policy returned 1 results for a batch of 2; no actions sent"
+        )
+        a.send(obs)  # the batcher survived: a lone request is served
+        assert unpackb(a.recv(timeout=10))[keys.ACTIONS].shape == (2, 6)
+
+
+def test_action_limits_in_other_units_than_the_policys_are_refused(tmp_path):
+    from genba.cli import main
+    from genba.errors import GenbaError
+
+    # SO-101 limits are degrees; genba's policies act in radians: clipping would look safe and clip nothing.
+    with pytest.raises(GenbaError, match=r"limits are in deg .* policy linear acts in rad"):
+        PolicyServer(lambda: LinearPolicy(horizon=2), port=0, limits=robot_limits("so101"))
+    assert main(["serve", "policy=linear", "robot=so101", f"out={tmp_path / 's.json'}"]) == 2
+
+
+def test_a_repeated_authorization_header_is_refused_not_a_server_error():
+    import socket
+
+    with start("linear", horizon=2, api_key="k") as server, socket.create_connection(("127.0.0.1", server.port)) as s:
+        s.settimeout(10)
+        s.sendall(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            b"Authorization: Api-Key k\r\nAuthorization: Api-Key k\r\n\r\n"
+        )
+        assert s.recv(4096).startswith(b"HTTP/1.1 401 ")
