@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from genba.errors import GenbaError
+
+if TYPE_CHECKING:
+    from genba.datasets.collect import CollectConfig
 
 
 @dataclass
@@ -25,12 +29,25 @@ class DemoConfig:
     seed: int = field(default=0, metadata={"help": "seed of the first episode"})
 
     def __post_init__(self) -> None:
-        if self.episodes < 1:
-            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        self.collect_config()  # task, episodes, image_size, lang, workers: collect's own checks, before any work
+
+    def collect_config(self) -> CollectConfig:
+        from genba.datasets.collect import CollectConfig
+
+        return CollectConfig(
+            task=self.task,
+            episodes=self.episodes,
+            out=str(Path(self.out) / "dataset"),
+            seed=self.seed,
+            image_size=self.image_size,
+            lang=self.lang,
+            depth=self.depth,
+            workers=self.workers,
+        )
 
 
 def run_demo(cfg: DemoConfig) -> dict:
-    from genba.datasets.collect import CollectConfig, run_collect
+    from genba.datasets.collect import run_collect
     from genba.viz.episode import VizConfig, run_viz
 
     out = Path(cfg.out)
@@ -40,18 +57,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     rrd = out / "episode_0.rrd"
 
     print(f"genba demo: 1/2 collecting {cfg.episodes} expert episodes of {cfg.task} into {dataset}", flush=True)
-    collected = run_collect(
-        CollectConfig(
-            task=cfg.task,
-            episodes=cfg.episodes,
-            out=str(dataset),
-            seed=cfg.seed,
-            image_size=cfg.image_size,
-            lang=cfg.lang,
-            depth=cfg.depth,
-            workers=cfg.workers,
-        )
-    )
+    collected = run_collect(cfg.collect_config())
     print(f"genba demo: 2/2 logging episode 0 to {rrd}", flush=True)
     logged = run_viz(VizConfig(data=str(dataset), episode=0, out=str(rrd)))
 

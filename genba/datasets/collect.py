@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from genba import keys
+from genba.errors import GenbaError
 
 # Duplicates genba.sim.config's tuples: this module must stay importable without the simulator for `--help`.
 TASK_NAMES = ("reach", "push", "pick_place", "stack")
@@ -60,6 +61,8 @@ LANGS = ("en", "ja", "mixed")
 SLOT_FIELDS = ("x", "y", "z", "qw", "qx", "qy", "qz")
 # Options that define the dataset's content: reopening a folder with other values is an error.
 IDENTITY_FIELDS = ("task", "image_size", "cameras", "depth", "lang", "seed", "noise", "keep_failed")
+# libsvtav1 (lerobot's default video codec) dies of SIGFPE on frames narrower than 25 pixels: no error, no dataset.
+MIN_IMAGE_SIZE = 32
 
 
 @dataclass
@@ -85,8 +88,11 @@ class CollectConfig:
             raise ValueError(f"episodes={self.episodes!r} must be an integer >= 1")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed={self.seed!r} must be an integer >= 0")
-        if not isinstance(self.image_size, int) or not 16 <= self.image_size <= 1024:
-            raise ValueError(f"image_size={self.image_size!r} must be an integer in [16, 1024]")
+        if not isinstance(self.image_size, int) or not MIN_IMAGE_SIZE <= self.image_size <= 1024:
+            raise ValueError(
+                f"image_size={self.image_size!r} must be an integer in [{MIN_IMAGE_SIZE}, 1024] "
+                "(lerobot's AV1 video encoder needs images at least 25 pixels wide)"
+            )
         self.cameras = list(self.cameras)
         bad = [c for c in self.cameras if c not in keys.CAMERAS]
         if bad or len(set(self.cameras)) != len(self.cameras):
@@ -116,7 +122,10 @@ def run_collect(cfg: CollectConfig) -> dict:
 
     started = time.perf_counter()
     fps, env_state_dim = _probe_env(cfg)
-    writer = open_writer(cfg.out, fps, dataset_features(cfg, env_state_dim), cfg.identity())
+    try:
+        writer = open_writer(cfg.out, fps, dataset_features(cfg, env_state_dim), cfg.identity())
+    except OSError as e:  # a folder that cannot be created or written (read-only file system, /proc, ...)
+        raise GenbaError(f"cannot write the dataset at out={cfg.out}: {e.strerror or e} ({e.filename})") from None
     resumed_from = writer.episodes
     max_attempts = cfg.episodes if cfg.keep_failed else 10 * cfg.episodes + 10
     new_frames = 0

@@ -305,6 +305,8 @@ def _commit_checkpoint(root: Path, commit: dict) -> None:
 def _create(root: Path, fps: int, features: dict[str, dict], identity: dict, robot_type: str) -> None:
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
+    if root.resolve() == Path.cwd().resolve():  # the rename into place below would pull the folder from under us
+        raise GenbaError(f"out={root} is the current folder; give the dataset a folder of its own (e.g. out=dataset)")
     staging = root.parent / f".{root.name}.genba-partial"
     if staging.exists():  # left by a run killed while creating; the name is genba's own
         shutil.rmtree(staging)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from genba import keys
 from genba.errors import GenbaError
 from genba.sim.config import EnvConfig
 from genba.sim.scene import TASKS
@@ -50,9 +51,9 @@ def rollout(env, policy, seed: int, max_steps: int | None = None) -> dict:
     while steps < limit:
         obs, _, terminated, truncated, info = env.step(policy.act(obs))
         steps += 1
-        success = success or bool(info.get("is_success", False))
+        success = success or bool(info.get(keys.INFO_SUCCESS, False))
         if terminated or truncated:
-            reason = info.get("truncation_reason", "")
+            reason = info.get(keys.INFO_TRUNCATION_REASON, "")
             break
     return {"seed": seed, "success": success, "steps": steps, "truncation_reason": reason}
 

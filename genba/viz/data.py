@@ -80,11 +80,11 @@ def check_dataset_dir(root: str | Path, episode: int | None = None) -> Path:
         raise GenbaError(
             f"{root} is a LeRobotDataset {version}, not v3.x: convert it with lerobot's convert_dataset_v21_to_v30"
         )
+    if episode is not None:  # first: a dataset created but given no episode yet also lacks meta/episodes
+        _check_episode(root, episode, int(info.get("total_episodes", 0)))
     missing = [p for p in ("meta/tasks.parquet", "meta/episodes") if not (root / p).exists()]
     if missing:
         raise GenbaError(f"{root} is an incomplete LeRobotDataset v3 (missing {', '.join(missing)})")
-    if episode is not None:
-        _check_episode(root, episode, int(info.get("total_episodes", 0)))
     return root
 
 
@@ -194,12 +194,8 @@ def _genba_meta(root: Path, episode: int, ep: Episode) -> dict | None:
     Checked against the episode itself: lerobot's own tools (delete or merge episodes) renumber episodes without
     knowing about meta/genba, and a scene from another episode would be worse than none.
     """
-    try:
-        from genba.datasets.meta import read_episode_meta
-    except ModuleNotFoundError as e:  # a genba build without the datasets part: treat every dataset as foreign
-        if e.name not in ("genba.datasets", "genba.datasets.meta"):
-            raise
-        return None
+    from genba.datasets.meta import read_episode_meta
+
     try:
         meta = read_episode_meta(root, episode)
     except GenbaError as e:

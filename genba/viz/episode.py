@@ -81,13 +81,15 @@ class VizConfig:
 def run_viz(cfg: VizConfig) -> dict:
     """Log cfg.episode of cfg.data to Rerun; returns the JSON summary."""
     started = time.perf_counter()
+    from genba.viz.data import check_dataset_dir, read_episode
+
+    # the input first (a typo in data= or episode= is the likelier mistake), then the output, then the slow decoding
+    check_dataset_dir(cfg.data, cfg.episode)
     out = None if cfg.live else Path(cfg.out).expanduser()
     if out is not None:
         _check_writable(out)
     else:
         viewer_executable()  # fail before the (slow) decoding when there is no viewer to show it in
-    from genba.viz.data import read_episode
-
     ep = read_episode(cfg.data, cfg.episode)
     decode_seconds = time.perf_counter() - started
     summary = write_recording(ep, out, cfg)
@@ -113,21 +115,26 @@ def write_recording(ep: Episode, out: Path | None, cfg: VizConfig | None = None)
     replayer, scene_error = _replayer(ep) if (cfg.scene or cfg.pointcloud) else (None, None)
     with_scene = replayer is not None and cfg.scene
     with_points = replayer is not None and cfg.pointcloud and bool(ep.depth)
-    rec = rr.RecordingStream("genba", recording_id=uuid.uuid4(), send_properties=True)
-    rec.send_recording_name(f"{Path(ep.source).name or 'episode'} #{ep.index}")
     layout = blueprint(ep, scene=with_scene or with_points)
     tmp = None
-    if out is None:
-        try:
-            rr.spawn(recording=rec, executable_path=viewer_executable(), default_blueprint=layout)
-        except Exception as e:  # the viewer process failed to come up (port taken, ...)
-            raise GenbaError(f"cannot start the Rerun viewer ({_first_line(e)}); {WRITE_A_FILE}") from None
-    else:
+    if out is not None:
         # write beside the target and rename at the end: an interrupted run never leaves half a .rrd behind
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        rec.save(tmp, default_blueprint=layout)
+        try:  # what _check_writable cannot foresee (root on /proc, a full disk), before rerun buffers anything
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp.touch()
+        except OSError as e:
+            raise GenbaError(f"cannot write {out}: {_first_line(e)}") from None
+    rec = rr.RecordingStream("genba", recording_id=uuid.uuid4(), send_properties=True)
     try:
+        rec.send_recording_name(f"{Path(ep.source).name or 'episode'} #{ep.index}")
+        if out is None:
+            try:
+                rr.spawn(recording=rec, executable_path=viewer_executable(), default_blueprint=layout)
+            except Exception as e:  # the viewer process failed to come up (port taken, ...)
+                raise GenbaError(f"cannot start the Rerun viewer ({_first_line(e)}); {WRITE_A_FILE}") from None
+        else:
+            rec.save(tmp, default_blueprint=layout)
         log_episode(rec, ep, images=cfg.images, jpeg_quality=cfg.jpeg_quality, crf=cfg.crf)
         scene = {"geoms": 0, "bodies": 0, "moving": 0}
         if with_scene:

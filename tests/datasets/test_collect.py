@@ -24,7 +24,7 @@ from genba.datasets.writer import repo_id_for
 
 pytestmark = pytest.mark.xdist_group("datasets_collect")  # one xdist worker: the module fixture is built once
 
-S = 64  # small images keep this fast; libsvtav1 needs >= 64
+S = 64  # small images keep this fast (collect refuses < 32: libsvtav1 crashes below 25 pixels wide)
 BASE = ["task=pick_place", "episodes=2", f"image_size={S}", "lang=en", "depth=true"]
 ENV = {"image_size": S, "cameras": list(keys.CAMERAS), "depth": True, "lang": "en"}
 
@@ -131,6 +131,7 @@ def test_japanese_instructions_and_camera_subset(tmp_path):
         (["cameras=[top]"], "cameras=['top']: each must be one of front, wrist"),
         (["noise=-1"], "noise=-1"),
         (["lang=fr"], "lang='fr' is not one of en, ja, mixed"),
+        (["image_size=24"], "image_size=24 must be an integer in [32, 1024]"),  # libsvtav1 would die of SIGFPE
     ],
 )
 def test_bad_input_is_one_line(tmp_path, capsys, overrides, message):
@@ -138,6 +139,22 @@ def test_bad_input_is_one_line(tmp_path, capsys, overrides, message):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
     assert not (tmp_path / "x").exists()
+
+
+def test_out_that_cannot_be_created_is_one_line(capsys):
+    """/proc refuses new folders even to root, for whom os.access says every path is writable."""
+    assert main(["collect", "task=reach", "episodes=1", "cameras=[]", "out=/proc/genba-test/dataset"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot write" in err and "/proc/genba-test" in err, err
+
+
+def test_out_is_the_current_folder(tmp_path, monkeypatch, capsys):
+    """The dataset folder is created elsewhere and renamed into place: never the folder the process stands in."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["collect", "task=reach", "episodes=1", "cameras=[]", "out=."]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "out=. is the current folder" in err, err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_other_options_on_same_out_are_refused(serial, tmp_path, capsys):

@@ -16,7 +16,7 @@ from genba.datasets.meta import read_episode_meta
 from genba.datasets.writer import open_writer, repo_id_for
 from genba.errors import GenbaError
 
-S = 64  # smallest size libsvtav1 is happy with
+S = 64  # small and fast; libsvtav1 (lerobot's AV1 encoder) dies of SIGFPE below 25 pixels wide
 TASKS = ["put the red cube in the blue bin", "赤いキューブを青い箱に入れて"]
 FEATURES = {
     "observation.images.front": {"dtype": "video", "shape": (S, S, 3), "names": ["height", "width", "channels"]},

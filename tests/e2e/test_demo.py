@@ -66,3 +66,21 @@ def test_demo_runs_again_without_redoing_work(demo):
     again = json.loads((out / "summary.json").read_text())
     assert again["collect"]["episodes"] == summary["collect"]["episodes"]
     assert again["collect"]["frames"] == summary["collect"]["frames"]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("task=fly", "unknown task 'fly' (valid: reach, push, pick_place, stack)"),
+        ("image_size=8", "image_size=8 must be an integer in [32, 1024]"),
+        ("episodes=0", "episodes=0 must be an integer >= 1"),
+        ("lang=fr", "lang='fr' is not one of en, ja, mixed"),
+    ],
+)
+def test_demo_bad_input_is_one_line_before_any_work(tmp_path, capsys, override, message):
+    """The demo's options are collect's: checked when the command line is read, not half-way through the demo."""
+    out = tmp_path / "demo"
+    assert main(["demo", f"out={out}", override]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not out.exists()

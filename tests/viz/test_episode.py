@@ -151,9 +151,11 @@ def test_h264_video_stream_has_one_sample_per_frame_and_decodes_to_the_recording
         (["data={empty}"], "not a LeRobotDataset v3 directory"),
         (["data={old}"], "is a LeRobotDataset v2.1, not v3.x"),
         (["data={incomplete}"], "incomplete LeRobotDataset v3 (missing meta/tasks.parquet)"),
+        (["data={no_episodes}"], "{no_episodes} holds no episodes"),
         (["data={root}", "episode=2"], "out of range: {root} has 2 episodes (valid: 0..1)"),
         (["data={root}", "episode=-1"], "episode=-1 must be >= 0"),
         (["data={root}", "out={blocker}/ep.rrd"], "cannot write"),
+        (["data={root}", "out=/proc/genba-test/ep.rrd"], "cannot write"),  # even root cannot create it
         (["data={root}", "out={tmp}"], "must be a .rrd file path"),
         (["data={root}", "images=png"], "images='png' is not valid (valid: jpeg, h264, raw)"),
         (["data={root}", "crf=60"], "crf=60 must be in 0..51"),
@@ -172,12 +174,15 @@ def test_bad_input_is_one_line_and_writes_nothing(
     (tmp_path / "old" / "meta").mkdir(parents=True)
     (tmp_path / "old" / "meta" / "info.json").write_text('{"codebase_version": "v2.1", "fps": 30}')
     (tmp_path / "incomplete" / "meta" / "episodes").mkdir(parents=True)
-    (tmp_path / "incomplete" / "meta" / "info.json").write_text('{"codebase_version": "v3.0", "fps": 30}')
+    (tmp_path / "incomplete" / "meta" / "info.json").write_text('{"codebase_version": "v3.0", "total_episodes": 1}')
+    (tmp_path / "no_episodes" / "meta").mkdir(parents=True)  # what lerobot's create() leaves before save_episode
+    (tmp_path / "no_episodes" / "meta" / "info.json").write_text('{"codebase_version": "v3.0", "total_episodes": 0}')
     names = {
         "missing": tmp_path / "nope",
         "empty": tmp_path / "empty",
         "old": tmp_path / "old",
         "incomplete": tmp_path / "incomplete",
+        "no_episodes": tmp_path / "no_episodes",
         "root": foreign_dataset.root,
         "blocker": tmp_path / "blocker",
         "tmp": tmp_path,
@@ -206,4 +211,19 @@ def test_live_viewer_without_a_display_fails_fast_in_one_line(
     assert main(["viz", f"data={foreign_dataset.root}", f"out={out}"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no display for the live Rerun viewer" in err and "out=" in err
+    assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("data", ["{tmp}/nope", ""])
+def test_bad_data_is_reported_before_the_missing_display(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, data: str
+) -> None:
+    """`genba viz data=/tmp/nope` (no out=): the input is the mistake to name, not the absent viewer."""
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["viz", f"data={data.format(tmp=tmp_path)}"]) == 2
+    err = capsys.readouterr().err.strip()
+    expected = "dataset directory not found" if data else "data= is required"
+    assert len(err.splitlines()) == 1 and expected in err and "display" not in err, err
     assert not (tmp_path / "outputs").exists()

@@ -16,7 +16,6 @@ from genba.viz.readback import read_rrd
 
 @pytest.fixture(scope="module")
 def collected(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("genba.datasets.collect", reason="needs DATA's `genba collect`")
     root = tmp_path_factory.mktemp("genba") / "reach"
     argv = ["collect", "task=reach", "episodes=1", "image_size=32", "cameras=[front]", "depth=true", "lang=ja"]
     assert main([*argv, f"out={root}"]) == 0

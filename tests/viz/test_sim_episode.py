@@ -90,7 +90,6 @@ def test_env_steps_log_cameras_depth_and_joints(rollout: dict, tmp_path: Path) -
 
 
 def test_genba_episode_gets_the_scene_in_3d(rollout: dict, tmp_path: Path) -> None:
-    pytest.importorskip("genba.sim.replay", reason="needs SIM's Replayer (genba.sim.replay) to rebuild the scene")
     from genba.sim.replay import Replayer
 
     ep = _episode(rollout, with_meta=True)
