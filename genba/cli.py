@@ -268,10 +268,14 @@ def _check_writable(path: Path) -> None:
 
 def _write_json(path: Path, summary: dict) -> None:
     """Atomic: a reader never sees half a summary."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=_json_default) + "\n")
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+        tmp.replace(path)
+    except OSError as e:  # permission checks pass as root where the filesystem still refuses (/proc, read-only mounts)
+        tmp.unlink(missing_ok=True)
+        raise GenbaError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 def _json_default(value: Any) -> Any:

@@ -129,6 +129,12 @@ def test_unwritable_summary_fails_before_the_run(capsys, tmp_path):
     assert blocker.read_text() == "not a folder"
 
 
+def test_a_summary_the_filesystem_refuses_is_one_line(capsys):
+    code, _, stderr = run(capsys, "echo", "out=/proc/genba-test/summary.json")  # refused even for root
+    assert code == 2
+    assert stderr.startswith("genba echo: error: cannot write") and len(stderr.strip().splitlines()) == 1
+
+
 def test_help_lists_commands_and_keys(capsys):
     code, stdout, _ = run(capsys, "--help")
     assert code == 0
