@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from test_clips import CAMS, make_lerobot_dataset
+from foreign_dataset import CAMS, make_lerobot_dataset
 
 from genba.cli import main
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_clips import CAMS, TASKS, make_lerobot_dataset
+from foreign_dataset import CAMS, TASKS, make_lerobot_dataset
 
 from genba.cli import main
 from genba.datasets.bench import compare_samples, make_lerobot_clips

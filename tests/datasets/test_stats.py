@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_clips import STATE, make_lerobot_dataset
+from foreign_dataset import STATE, make_lerobot_dataset
 
 from genba.datasets.clips import ClipConfig, ClipDataset
 from genba.datasets.stats import (
