@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from foreign_dataset import FPS, LENGTHS, STATE, TASKS, H, W, make_lerobot_dataset
+from foreign_dataset import FPS, LENGTHS, STATE, TASKS, H, W
 
 from genba.datasets.clips import (
     FUTURE_IS_PAD,
@@ -24,11 +24,6 @@ from genba.datasets.clips import (
     future_image_key,
 )
 from genba.errors import GenbaError
-
-
-@pytest.fixture(scope="module")
-def foreign(tmp_path_factory) -> Path:
-    return make_lerobot_dataset(tmp_path_factory.mktemp("foreign") / "ds")
 
 
 @pytest.fixture(scope="module")

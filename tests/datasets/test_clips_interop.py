@@ -9,16 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from foreign_dataset import CAMS, TASKS, make_lerobot_dataset
+from foreign_dataset import CAMS, TASKS
 
 from genba.cli import main
 from genba.datasets.bench import compare_samples, make_lerobot_clips
 from genba.datasets.clips import ClipConfig, ClipDataset
-
-
-@pytest.fixture(scope="module")
-def foreign(tmp_path_factory) -> Path:
-    return make_lerobot_dataset(tmp_path_factory.mktemp("interop") / "ds")
 
 
 @pytest.fixture(scope="module")
