@@ -1,16 +1,18 @@
 """The `genba` command: subcommands with Hydra-style `key=value` overrides, one JSON summary per run.
 
-Each command is a typed config dataclass (next to the code it configures, registered in Hydra's ConfigStore), an
-optional YAML preset in `genba/configs/<name>.yaml`, and a `run(cfg) -> dict` function. This module only parses,
-validates, dispatches and writes the summary; the work and its heavy imports live in the command's own module.
+Each command is a typed config dataclass (next to the code it configures; Hydra composes it from its ConfigStore
+schema, defaults < command-line overrides) and a `run(cfg) -> dict` function. This module only parses, validates,
+dispatches and writes the summary; the work and its heavy imports live in the command's own module.
+
+Paths are checked before any work: every config field named `out`, `data` or `root`, or ending in `_dir`, `_file`
+or `_path`, holds a path, and a value the OS cannot take (not UTF-8, a NUL, a name over 255 bytes, a path over
+4095) is a one-line error, as is a summary path that cannot be written. Name a new config's path fields that way.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
-import os
 import re
 import sys
 import time
@@ -19,6 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from genba.errors import GenbaError
+from genba.io import check_path, check_writable, one_line, write_json
+
+PATH_FIELDS = ("out", "data", "root")
+PATH_SUFFIXES = ("_dir", "_file", "_path")
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,12 @@ class Command:
 COMMANDS: dict[str, Command] = {
     c.name: c
     for c in [
-        Command("tasks", "list the simulated tasks", "genba.sim.tasks:TasksConfig", "genba.sim.tasks:run_tasks"),
+        Command(
+            "tasks",
+            "list the simulated tasks",
+            "genba.sim.tasks_command:TasksConfig",
+            "genba.sim.tasks_command:run_tasks",
+        ),
         Command(
             "collect",
             "run a scripted expert in MuJoCo and write a LeRobotDataset v3",
@@ -54,6 +65,12 @@ COMMANDS: dict[str, Command] = {
             "serve a policy to robot arms over openpi's websocket protocol (hardened)",
             "genba.serving.server:ServeConfig",
             "genba.serving.server:run_serve",
+        ),
+        Command(
+            "eval",
+            "a policy's success rate on a simulated task, with a 95% interval, on recorded seeds",
+            "genba.policies.evaluate:EvalConfig",
+            "genba.policies.evaluate:run_eval",
         ),
         Command(
             "bench data",
@@ -110,13 +127,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         cfg = _compose(command, argv)
-        summary_path = _summary_path(cfg, name)
-        _check_writable(summary_path)
+        _check_paths(cfg)
+        summary_path = check_writable(_summary_path(cfg, name), "summary")
         started = time.perf_counter()
         summary = command.load("run")(cfg)
         summary.setdefault("seconds", round(time.perf_counter() - started, 3))
         summary["command"] = f"genba {name} " + " ".join(_mask_secrets(argv))
-        _write_json(summary_path, summary)
+        write_json(summary_path, summary, indent=2)
     except GenbaError as e:
         print(f"genba {name}: error: {e}", file=sys.stderr)
         return 2
@@ -185,8 +202,8 @@ def _format_value(value: Any) -> str:
 
 
 def _compose(command: Command, overrides: list[str]) -> Any:
-    """Build the typed config: dataclass defaults < YAML preset < command-line overrides; validated."""
-    from hydra import compose, initialize_config_module
+    """Build the typed config: dataclass defaults < command-line overrides; validated."""
+    from hydra import compose, initialize
     from hydra.core.config_store import ConfigStore
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
@@ -196,11 +213,9 @@ def _compose(command: Command, overrides: list[str]) -> Any:
     overrides = [_quote_non_ascii(o) for o in overrides]
     schema = command.name.replace(" ", "_")
     ConfigStore.instance().store(name=f"{schema}_schema", node=cls)
-    has_preset = (Path(__file__).parent / "configs" / f"{schema}.yaml").exists()
-    config_name = schema if has_preset else f"{schema}_schema"
     try:
-        with initialize_config_module(config_module="genba.configs", version_base="1.3"):
-            cfg = compose(config_name=config_name, overrides=overrides)
+        with initialize(version_base="1.3", config_path=None):
+            cfg = compose(config_name=f"{schema}_schema", overrides=overrides)
         valid = [f.name for f in dataclasses.fields(cls)]
         unknown = [k for k in cfg if k not in valid]  # `+key=value` adds keys that the dataclass would drop silently
         if unknown:
@@ -209,16 +224,26 @@ def _compose(command: Command, overrides: list[str]) -> Any:
     except HydraException as e:
         cause = e.__cause__
         if isinstance(cause, ConfigAttributeError):
-            bad = str(cause).splitlines()[0]
             valid = ", ".join(f.name for f in dataclasses.fields(cls))
-            raise GenbaError(f"{bad} (valid keys: {valid})") from None
-        detail = str(cause).splitlines()[0] if cause else str(e).splitlines()[-2 if "\n" in str(e) else 0]
-        first = str(e).splitlines()[0]
-        raise GenbaError(f"{first}: {detail}" if cause else f"bad override: {first} ({detail})") from None
+            raise GenbaError(f"{one_line(cause)} (valid keys: {valid})") from None
+        if cause:
+            raise GenbaError(f"{one_line(e)}: {one_line(cause)}") from None
+        # a grammar error: "Error parsing override '...'", what is wrong, a link to the grammar's documentation
+        lines = [line for line in str(e).splitlines() if line.strip()]
+        detail = lines[-2] if len(lines) > 1 else one_line(e)
+        raise GenbaError(f"bad override: {one_line(e)} ({detail})") from None
     except OmegaConfBaseException as e:
-        raise GenbaError(str(e).splitlines()[0]) from None
+        raise GenbaError(one_line(e)) from None
     except ValueError as e:  # __post_init__ validation
-        raise GenbaError(str(e)) from None
+        raise GenbaError(one_line(e)) from None
+
+
+def _check_paths(cfg: Any) -> None:
+    """Every path-valued field (see the module docstring) must be one the OS can take, before any work starts."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, str) and value and (f.name in PATH_FIELDS or f.name.endswith(PATH_SUFFIXES)):
+            check_path(value, f.name)
 
 
 def _mask_secrets(overrides: list[str]) -> list[str]:
@@ -251,36 +276,3 @@ def _summary_path(cfg: Any, name: str) -> Path:
     if out.suffix:  # a file artefact (episode.rrd): its summary sits beside it
         return out.with_suffix(out.suffix + ".json")
     return out / "summary.json"
-
-
-def _check_writable(path: Path) -> None:
-    """Fail before any work is done when the summary could not be written."""
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if parent.is_file():
-        raise GenbaError(f"cannot write to {path}: {parent} is a file")
-    if path.is_dir():
-        raise GenbaError(f"cannot write to {path}: it is a directory")
-    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise GenbaError(f"cannot write to {path}: permission denied")
-
-
-def _write_json(path: Path, summary: dict) -> None:
-    """Atomic: a reader never sees half a summary."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=_json_default) + "\n")
-        tmp.replace(path)
-    except OSError as e:  # permission checks pass as root where the filesystem still refuses (/proc, read-only mounts)
-        tmp.unlink(missing_ok=True)
-        raise GenbaError(f"cannot write {path}: {e.strerror or e}") from None
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "tolist"):  # numpy scalars and arrays
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON-serializable: {type(value).__name__}")

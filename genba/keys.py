@@ -16,6 +16,7 @@ INFO_TRUNCATION_REASON = "truncation_reason"  # str, set when the episode was cu
 INFO_PHYSICS = "physics"  # dict of the sampled physical parameters of the episode
 
 # --- dataset / policy / server features (LeRobot names) ---
+OBSERVATION = "observation"  # prefix of every observation feature: f"{OBSERVATION}.state", ...
 OBS_IMAGES = "observation.images"  # prefix: f"{OBS_IMAGES}.{camera}" -> video feature
 OBS_DEPTH = "observation.depth"  # prefix: f"{OBS_DEPTH}.{camera}" -> (H, W, 1) float32 depth in metres
 OBS_STATE = "observation.state"

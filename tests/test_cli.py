@@ -5,6 +5,7 @@ exercise the real Hydra composition and dispatch without depending on any simula
 """
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -133,6 +134,47 @@ def test_a_summary_the_filesystem_refuses_is_one_line(capsys):
     code, _, stderr = run(capsys, "echo", "out=/proc/genba-test/summary.json")  # refused even for root
     assert code == 2
     assert stderr.startswith("genba echo: error: cannot write") and len(stderr.strip().splitlines()) == 1
+
+
+def genba_subprocess(cwd, *argv: bytes) -> tuple[int, list[str]]:
+    """`python -m genba` with raw bytes arguments (a shell can pass any byte but NUL); (status, stderr lines)."""
+    env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+    result = subprocess.run(
+        [sys.executable, "-m", "genba", *argv], cwd=cwd, env=env, capture_output=True, timeout=120, check=False
+    )
+    return result.returncode, result.stderr.decode("utf-8", "replace").strip().splitlines()
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [(b"data-\xff\xfe", "is not valid UTF-8"), (b"x" * 5000, "bytes (at most 255)")],
+    ids=["non-utf8-byte", "5000-char-name"],
+)
+def test_a_path_the_os_cannot_take_fails_before_any_work_and_creates_nothing(tmp_path, out, message):
+    # collect would otherwise simulate and encode for seconds, then die inside lerobot's writer with a traceback
+    code, stderr = genba_subprocess(tmp_path, b"collect", b"episodes=1", b"out=" + out)
+    assert code == 2, stderr
+    assert len(stderr) == 1 and stderr[0].startswith("genba collect: error: out") and message in stderr[0], stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["echo", "out='a\x00b.json'"],  # Hydra's lexer refuses an unquoted NUL, a quoted one reaches the config
+        ["echo", "out=箱\x00.json"],  # quoted by the CLI (non-ASCII)
+        ["echo", "out=ok-\udcff.json"],  # what Python makes of a non-UTF-8 byte in argv
+        ["echo", "out=" + "deep/" * 1000 + "x.json"],  # each name short, the whole path over PATH_MAX
+        ["bench", "data", "data=" + "d" * 300],  # an input path, not only the output
+    ],
+    ids=["nul-quoted", "nul-non-ascii", "surrogate", "path-max", "data-name-max"],
+)
+def test_every_path_field_is_checked_before_the_run(capsys, tmp_path, monkeypatch, argv):
+    monkeypatch.chdir(tmp_path)
+    code, _, stderr = run(capsys, *argv)
+    assert code == 2
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr, stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_help_lists_commands_and_keys(capsys):

@@ -36,8 +36,6 @@ from genba import keys
 from genba.errors import GenbaError
 
 CACHE_MODES = ("auto", "disk", "off")
-FUTURE, FUTURE_STATE, FUTURE_IS_PAD = keys.FUTURE, keys.FUTURE_STATE, keys.FUTURE_IS_PAD
-future_image_key, pad_key = keys.future_image_key, keys.pad_key
 
 
 @dataclass
@@ -301,17 +299,17 @@ class ClipDataset:
                 g = torch.Generator().manual_seed(hash((self.seed, self.epoch, t, c)) & 0x7FFF_FFFF_FFFF_FFFF)
                 frames = self.transform(frames, g)
             key = keys.image_key(name)
-            sample[key], sample[pad_key(key)] = frames[:to], obs_pad_t
+            sample[key], sample[keys.pad_key(key)] = frames[:to], obs_pad_t
             if cfg.future_frames:
-                sample[future_image_key(name)] = frames[to:]
+                sample[keys.future_image_key(name)] = frames[to:]
         for key in (cfg.state_key, *cfg.extra_keys):
             sample[key] = torch.from_numpy(self.columns[key][obs])
-            sample[pad_key(key)] = obs_pad_t
+            sample[keys.pad_key(key)] = obs_pad_t
         sample[cfg.action_key] = torch.from_numpy(self.columns[cfg.action_key][act])
-        sample[pad_key(cfg.action_key)] = torch.from_numpy(act_pad)
+        sample[keys.pad_key(cfg.action_key)] = torch.from_numpy(act_pad)
         if cfg.future_frames:
-            sample[FUTURE_STATE] = torch.from_numpy(self.columns[cfg.state_key][fut])
-            sample[FUTURE_IS_PAD] = fut_pad_t
+            sample[keys.FUTURE_STATE] = torch.from_numpy(self.columns[cfg.state_key][fut])
+            sample[keys.FUTURE_IS_PAD] = fut_pad_t
         sample[keys.TASK] = self.tasks[int(self.columns["task_index"][t])]
         sample["episode_index"] = int(self.episode_of_row[t])
         sample["frame_index"] = t - int(self.ep_from[self.episode_of_row[t]])
@@ -344,15 +342,18 @@ class ClipDataset:
         batch: dict[str, Any] = {}
         for name, video in self.video.items():
             key = keys.image_key(name)
-            batch[key], batch[pad_key(key)] = video.gather(obs), obs_pad
+            batch[key], batch[keys.pad_key(key)] = video.gather(obs), obs_pad
             if cfg.future_frames:
-                batch[future_image_key(name)] = video.gather(fut)
+                batch[keys.future_image_key(name)] = video.gather(fut)
         for key in (cfg.state_key, *cfg.extra_keys):
-            batch[key], batch[pad_key(key)] = torch.from_numpy(self.columns[key][obs]), obs_pad
+            batch[key], batch[keys.pad_key(key)] = torch.from_numpy(self.columns[key][obs]), obs_pad
         batch[cfg.action_key] = torch.from_numpy(self.columns[cfg.action_key][act])
-        batch[pad_key(cfg.action_key)] = act_pad
+        batch[keys.pad_key(cfg.action_key)] = act_pad
         if cfg.future_frames:
-            batch[FUTURE_STATE], batch[FUTURE_IS_PAD] = torch.from_numpy(self.columns[cfg.state_key][fut]), fut_pad
+            batch[keys.FUTURE_STATE], batch[keys.FUTURE_IS_PAD] = (
+                torch.from_numpy(self.columns[cfg.state_key][fut]),
+                fut_pad,
+            )
         batch[keys.TASK] = [self.tasks[int(i)] for i in self.columns["task_index"][t]]
         batch["episode_index"] = torch.from_numpy(ep)
         batch["frame_index"] = torch.from_numpy(t - self.ep_from[ep])
@@ -378,17 +379,23 @@ class ClipDataset:
         out: dict[str, Any] = {}
         for name, key in self.cameras.items():
             frames = resize_frames(item[key], cfg.image_size)
-            out[keys.image_key(name)], out[pad_key(keys.image_key(name))] = frames[:to], item[pad_key(key)][:to]
+            out[keys.image_key(name)], out[keys.pad_key(keys.image_key(name))] = (
+                frames[:to],
+                item[keys.pad_key(key)][:to],
+            )
             if cfg.future_frames:
-                out[future_image_key(name)] = frames[to:]
-        state, state_pad = item[cfg.state_key], item[pad_key(cfg.state_key)]
-        out[cfg.state_key], out[pad_key(cfg.state_key)] = state[:to], state_pad[:to]
+                out[keys.future_image_key(name)] = frames[to:]
+        state, state_pad = item[cfg.state_key], item[keys.pad_key(cfg.state_key)]
+        out[cfg.state_key], out[keys.pad_key(cfg.state_key)] = state[:to], state_pad[:to]
         for key in cfg.extra_keys:
-            out[key], out[pad_key(key)] = item[key], item[pad_key(key)]
-        out[cfg.action_key], out[pad_key(cfg.action_key)] = item[cfg.action_key], item[pad_key(cfg.action_key)]
+            out[key], out[keys.pad_key(key)] = item[key], item[keys.pad_key(key)]
+        out[cfg.action_key], out[keys.pad_key(cfg.action_key)] = (
+            item[cfg.action_key],
+            item[keys.pad_key(cfg.action_key)],
+        )
         if cfg.future_frames:
-            out[FUTURE_STATE], out[FUTURE_IS_PAD] = state[to:], state_pad[to:]
-        out[keys.TASK] = item["task"]
+            out[keys.FUTURE_STATE], out[keys.FUTURE_IS_PAD] = state[to:], state_pad[to:]
+        out[keys.TASK] = item[keys.TASK]
         out["episode_index"] = int(item["episode_index"])
         out["frame_index"] = int(item["frame_index"])
         out["index"] = int(item["index"])

@@ -19,7 +19,7 @@ root=out)` loads it; repo_id = genba.datasets.writer.repo_id_for(out)):
 - `task`: the episode's instruction, English or Japanese (lang=en|ja|mixed).
 - `meta/genba/episodes.jsonl`: per episode `seed`, `attempt`, `success`, `length`, `task`, `spec` (the
   env's `episode_spec()`, enough for `genba.sim.replay.Replayer` to rebuild the scene), `physics` (sampled physical
-  parameters), `truncation_reason`, `noise`. Read with `genba.datasets.meta.read_episode_meta(root, i)`.
+  parameters), `truncation_reason`, `noise`. Read with `genba.datasets.commit.read_episode_meta(root, i)`.
 - `meta/genba/commit.json`: genba's commit record; `meta/genba/pending/` holds the write-ahead log of episodes
   not yet finalized into lerobot's files (empty after a run that ends normally or by Ctrl-C; after a SIGKILL the
   next run replays it).
@@ -54,10 +54,12 @@ from typing import Any
 
 from genba import keys
 from genba.errors import GenbaError
+from genba.io import one_line
+from genba.sim.config import LANGS
+from genba.sim.tasks import TASKS
 
-# Duplicates genba.sim.config's tuples: this module must stay importable without the simulator for `--help`.
-TASK_NAMES = ("reach", "push", "pick_place", "stack")
-LANGS = ("en", "ja", "mixed")
+# The task registry and the env's languages; neither import pulls in MuJoCo, so `--help` stays fast.
+TASK_NAMES = tuple(TASKS)
 SLOT_FIELDS = ("x", "y", "z", "qw", "qx", "qy", "qz")
 # Options that define the dataset's content: reopening a folder with other values is an error.
 IDENTITY_FIELDS = ("task", "image_size", "cameras", "depth", "lang", "seed", "noise", "keep_failed")
@@ -125,7 +127,9 @@ def run_collect(cfg: CollectConfig) -> dict:
     try:
         writer = open_writer(cfg.out, fps, dataset_features(cfg, env_state_dim), cfg.identity())
     except OSError as e:  # a folder that cannot be created or written (read-only file system, /proc, ...)
-        raise GenbaError(f"cannot write the dataset at out={cfg.out}: {e.strerror or e} ({e.filename})") from None
+        raise GenbaError(
+            f"cannot write the dataset at out={cfg.out}: {e.strerror or one_line(e)} ({e.filename})"
+        ) from None
     resumed_from = writer.episodes
     max_attempts = cfg.episodes if cfg.keep_failed else 10 * cfg.episodes + 10
     new_frames = 0
@@ -141,7 +145,7 @@ def run_collect(cfg: CollectConfig) -> dict:
         for result in results:
             if result["success"] or cfg.keep_failed:
                 frames = result.pop("frames")
-                writer.write_episode(frames, result["task"], result)
+                writer.write_episode(frames, result[keys.TASK], result)
                 new_frames += result["length"]
                 bar.update(1)
             else:
@@ -286,52 +290,27 @@ def simulate_episode(job: dict) -> dict:
 
     A top-level function of plain-dict input so that spawned worker processes can run it.
     """
-    import numpy as np
-
+    from genba.policies.rollout import rollout
+    from genba.policies.scripted import ScriptedPolicy
     from genba.sim import make
-    from genba.sim.experts import make_expert
 
     env_key = (job["task"], tuple(sorted((k, str(v)) for k, v in job["env"].items())))
     if env_key not in _ENVS:
         _ENVS[env_key] = make(job["task"], **job["env"])
     env = _ENVS[env_key]
     seed = job["base_seed"] + job["attempt"]
-    expert = make_expert(job["task"], noise=job["noise"], seed=seed, fps=env.unwrapped.fps)
-    obs, info = env.reset(seed=seed)
-    expert.reset()
-    instruction = env.unwrapped.task_description
-    cameras, depth = job["env"]["cameras"], job["env"]["depth"]
-    rows: dict[str, list] = {k: [] for k in (keys.OBS_STATE, keys.OBS_ENV_STATE, keys.ACTION)}
-    for cam in cameras:
-        rows[keys.image_key(cam)] = []
-        if depth:
-            rows[keys.depth_key(cam)] = []
-    physics = info.get(keys.INFO_PHYSICS)
-    success, reason = False, None
-    while True:
-        action = np.asarray(expert.act({**obs, keys.TASK: instruction}), dtype=np.float32)
-        for cam in cameras:  # copies: a renderer may reuse its buffers
-            rows[keys.image_key(cam)].append(np.array(obs[keys.PIXELS][cam], dtype=np.uint8))
-            if depth:
-                rows[keys.depth_key(cam)].append(np.asarray(obs[keys.DEPTH][cam], dtype=np.float32)[..., None])
-        rows[keys.OBS_STATE].append(np.asarray(obs[keys.AGENT_POS], dtype=np.float32))
-        rows[keys.OBS_ENV_STATE].append(np.asarray(obs[keys.ENV_STATE], dtype=np.float32))
-        rows[keys.ACTION].append(action)
-        obs, _, terminated, truncated, info = env.step(action)
-        success = bool(info.get(keys.INFO_SUCCESS, False))
-        if terminated or truncated:
-            reason = info.get(keys.INFO_TRUNCATION_REASON) if truncated else None
-            break
-    frames = {k: np.stack(v) for k, v in rows.items()}
+    expert = ScriptedPolicy(job["task"], noise=job["noise"], seed=seed, fps=env.unwrapped.fps)
+    episode = rollout(env, expert, seed, record=True)
+    spec = env.unwrapped.episode_spec()
     return {
-        "frames": frames,
-        "task": instruction,
+        "frames": episode.frames,  # every array the arm observed (the dataset's features) and the actions
+        "task": episode.task,
         "seed": seed,
         "attempt": job["attempt"],
-        "success": success,
-        "length": len(frames[keys.ACTION]),
-        "truncation_reason": reason,
+        "success": episode.success,
+        "length": episode.steps,
+        "truncation_reason": episode.truncation_reason,
         "noise": job["noise"],
-        "physics": physics,
-        "spec": env.unwrapped.episode_spec(),
+        "physics": spec["physics"],
+        "spec": spec,
     }

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from genba.errors import GenbaError
+from genba.io import atomic_path, one_line, write_json
 
 CACHE_VERSION = 1  # bump when the cache layout or the frame choice changes: old caches are then never reused
 DEFAULT_CACHE_DIR = Path(os.environ.get("GENBA_CACHE", Path.home() / ".cache" / "genba")) / "frames"
@@ -53,9 +54,8 @@ def resolve_root(data: str, revision: str | None = None) -> Path:
 
         return Path(LeRobotDataset(data, revision=revision).root)  # downloads meta, data and videos
     except Exception as e:  # network, auth, missing repo: all mean "no dataset here" to the user
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise GenbaError(
-            f"data={data!r}: not a local folder and the hub download failed ({first}); "
+            f"data={data!r}: not a local folder and the hub download failed ({one_line(e)}); "
             "pass a local LeRobotDataset v3 folder where there is no network"
         ) from None
 
@@ -67,8 +67,7 @@ def load_metadata(root: Path) -> Any:
     try:
         meta = LeRobotDatasetMetadata(f"local/{root.name}", root=root)
     except Exception as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise GenbaError(f"cannot read the metadata under {root / 'meta'} ({first})") from None
+        raise GenbaError(f"cannot read the metadata under {root / 'meta'} ({one_line(e)})") from None
     if meta.total_episodes == 0 or meta.episodes is None:
         raise GenbaError(f"{root} holds no episodes")
     return meta
@@ -105,7 +104,7 @@ def load_columns(meta: Any, keys: list[str]) -> dict[str, np.ndarray]:
         except Exception as e:
             rel = f.relative_to(root)
             owners = [i for i in range(meta.total_episodes) if str(meta.get_data_file_path(i)) == str(rel)]
-            raise GenbaError(f"corrupt parquet file {f} (episodes {owners}): {str(e).splitlines()[0]}") from None
+            raise GenbaError(f"corrupt parquet file {f} (episodes {owners}): {one_line(e)}") from None
     names = ["index", "episode_index", "timestamp", "task_index", *keys]
     try:
         table = load_nested_dataset(root / "data", features=get_hf_features_from_features(meta.features)).data
@@ -113,9 +112,7 @@ def load_columns(meta: Any, keys: list[str]) -> dict[str, np.ndarray]:
     except GenbaError:
         raise
     except Exception as e:
-        raise GenbaError(
-            f"cannot read the data parquet files under {root / 'data'}: {str(e).splitlines()[0]}"
-        ) from None
+        raise GenbaError(f"cannot read the data parquet files under {root / 'data'}: {one_line(e)}") from None
     order = np.argsort(columns["index"], kind="stable")
     columns = {k: v[order] for k, v in columns.items()}
     n = len(order)
@@ -250,9 +247,7 @@ class VideoFrames:
         try:
             dec = VideoDecoder(path, seek_mode="approximate")  # lerobot's mode: same index -> frame mapping
         except Exception as e:
-            raise GenbaError(
-                f"corrupt video file {path} (episode {ep}, {self.key}): {str(e).splitlines()[0]}"
-            ) from None
+            raise GenbaError(f"corrupt video file {path} (episode {ep}, {self.key}): {one_line(e)}") from None
         self._decoders[path] = dec
         while len(self._decoders) > DECODERS_PER_WORKER:
             self._decoders.popitem(last=False)
@@ -272,8 +267,7 @@ class VideoFrames:
             frames = dec.get_frames_at(indices=idx.tolist()).data
         except Exception as e:
             raise GenbaError(
-                f"cannot decode frames {idx.min()}..{idx.max()} of {path} (episode {ep}, {self.key}): "
-                f"{str(e).splitlines()[0]}"
+                f"cannot decode frames {idx.min()}..{idx.max()} of {path} (episode {ep}, {self.key}): {one_line(e)}"
             ) from None
         return resize_frames(frames, self.size)
 
@@ -291,28 +285,25 @@ class VideoFrames:
         folder = self.cache_file.parent
         folder.mkdir(parents=True, exist_ok=True)
         self._drop_stale(folder)
-        tmp = self.cache_file.with_name(f"{self.cache_file.name}.{os.getpid()}.tmp")
         try:
-            mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(self.n, *self.shape))
-            for ep in range(len(self.ep_from)):  # in chunks: memory stays bounded for long, large episodes
-                for lo in range(int(self.ep_from[ep]), int(self.ep_to[ep]), BUILD_CHUNK):
-                    rows = np.arange(lo, min(lo + BUILD_CHUNK, int(self.ep_to[ep])))
-                    mm[rows] = self._decode(rows).numpy()
-                    if progress is not None:
-                        progress.update(len(rows))
-            mm.flush()
-            del mm
-            os.replace(tmp, self.cache_file)
+            with atomic_path(self.cache_file) as tmp:
+                mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(self.n, *self.shape))
+                for ep in range(len(self.ep_from)):  # in chunks: memory stays bounded for long, large episodes
+                    for lo in range(int(self.ep_from[ep]), int(self.ep_to[ep]), BUILD_CHUNK):
+                        rows = np.arange(lo, min(lo + BUILD_CHUNK, int(self.ep_to[ep])))
+                        mm[rows] = self._decode(rows).numpy()
+                        if progress is not None:
+                            progress.update(len(rows))
+                mm.flush()
+                del mm
         except OSError as e:
             raise GenbaError(
-                f"cannot write the frame cache {tmp} ({e.strerror or e}); free disk space, set cache_dir=, or cache=off"
+                f"cannot write the frame cache {self.cache_file} ({e.strerror or one_line(e)}); "
+                "free disk space, set cache_dir=, or cache=off"
             ) from None
-        finally:
-            tmp.unlink(missing_ok=True)
-        (folder / f"{self.key}.json").write_text(
-            json.dumps(
-                {"root": str(self.root.resolve()), "key": self.key, "size": self.size, "shape": [self.n, *self.shape]}
-            )
+        write_json(
+            folder / f"{self.key}.json",
+            {"root": str(self.root.resolve()), "key": self.key, "size": self.size, "shape": [self.n, *self.shape]},
         )
         self._decoders.clear()  # the parent keeps no decoder across fork
         return True

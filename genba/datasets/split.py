@@ -12,11 +12,11 @@ re-split: a run resumed with other options must not see its validation episodes 
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
 
 from genba.errors import GenbaError
+from genba.io import write_json
 
 SPLIT_VERSION = 1
 
@@ -58,10 +58,7 @@ def load_or_make_split(
                 )
         return split
     split = {**make_split(num_episodes, val_fraction, seed), "dataset": str(dataset)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(split, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_json(path, split)
     return split
 
 

@@ -14,7 +14,6 @@ statistics of `observation.<rest>` (future frames are observations of later step
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +21,15 @@ import numpy as np
 
 from genba import keys
 from genba.errors import GenbaError
+from genba.io import write_json
 
 STATS_FILE = "normalization.json"
 STAT_NAMES = ("mean", "std", "min", "max", "q01", "q10", "q50", "q90", "q99")
 QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
 MODES = ("mean_std", "min_max", "quantile", "identity")  # quantile: q01 -> -1, q99 -> +1 (pi0-style)
 EPS = 1e-8
+# A future target is an observation of a later step: future.<rest> is normalized like observation.<rest>.
+_FUTURE, _OBSERVATION = f"{keys.FUTURE}.", f"{keys.OBSERVATION}."
 IMAGE_STATS_FRAMES = 2000  # frames per camera sampled for recomputed image statistics
 IMAGE_STATS_CHUNK = 64  # frames decoded at once while counting them
 
@@ -133,11 +135,7 @@ def _as_lists(stats: dict) -> dict:
 
 
 def save_stats(path: str | Path, stats: dict[str, dict]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(stats, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_json(path, stats)
 
 
 def load_stats(path: str | Path) -> dict[str, dict]:
@@ -179,8 +177,8 @@ class Normalizer:
     def _stats_key(self, key: str) -> str | None:
         if key in self.modes:
             return key
-        if key.startswith("future."):
-            alias = "observation." + key.removeprefix("future.")
+        if key.startswith(_FUTURE):
+            alias = _OBSERVATION + key.removeprefix(_FUTURE)
             return alias if alias in self.modes else None
         return None
 

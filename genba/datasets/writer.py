@@ -18,12 +18,14 @@ growing linearly (quadratic total), and a dataset of thousands of files loads sl
    tasks.parquet are rewritten in place, and a snapshot of them is kept in the commit record.
 2. Write-ahead log. After lerobot has taken an episode, its frames go to `meta/genba/pending/<index>.npz`, its
    metadata line to `meta/genba/episodes.jsonl`, and then `meta/genba/commit.json` is replaced atomically: that
-   replace is the episode's commit point.
+   replace is the episode's commit point. The record and the log are genba/datasets/commit.py's; this module drives
+   lerobot's writer and recovery with them.
 3. Checkpoint. finalize, then a commit record with the new snapshot and the last (chunk, file) index of every file
    family; then the segment's log files are deleted.
 4. Recovery, when a folder is opened: roll lerobot's files back to the last checkpoint (restore the three rewritten
    files, delete files newer than the checkpoint, lerobot's temporary encoder folders and image staging, the log's
-   uncommitted tail), replay the committed log through lerobot, checkpoint. Every step is idempotent, so a kill
+   uncommitted tail, temporary files of killed atomic writes), replay the committed log through lerobot,
+   checkpoint. Every step is idempotent, so a kill
    during recovery is recovered by the next run. A kill loses at most the episode in progress.
 5. A new dataset is created in a hidden sibling folder and renamed into place once its first commit record exists,
    so a folder at `root` is always either a genba dataset or not ours.
@@ -33,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import re
 import shutil
@@ -43,24 +44,28 @@ from typing import Any
 
 import numpy as np
 
-from genba.datasets.meta import (
-    COMMIT_VERSION,
-    GENBA_META_DIR,
+from genba import keys
+from genba.datasets.commit import (
+    COMMIT_FILE,
+    LOCK_FILE,
     append_episode_meta,
+    check_identity,
+    clear_pending,
+    keep_pending,
+    new_commit,
     read_commit,
+    read_pending,
     truncate_episode_meta,
     write_commit,
-    write_text_atomic,
+    write_pending,
 )
 from genba.errors import GenbaError
+from genba.io import atomic_write, remove_stale_tmp
 
 INFO = "meta/info.json"
 STATS = "meta/stats.json"
 TASKS = "meta/tasks.parquet"
-PENDING_DIR = f"{GENBA_META_DIR}/pending"
-LOCK_FILE = f"{GENBA_META_DIR}/lock"
 _CHUNKED = re.compile(r"chunk-(\d+)/file-(\d+)\.\w+$")
-_TASK_KEY = "__task__"  # the instruction, stored beside the frames in a log file
 
 
 def repo_id_for(root: str | Path) -> str:
@@ -107,11 +112,7 @@ class EpisodeWriter:
         try:
             self._feed(frames, task, index)
             _kill_point("save_episode", index)
-            pending = self.root / PENDING_DIR / f"{index:06d}.npz"
-            pending.parent.mkdir(parents=True, exist_ok=True)
-            tmp = pending.with_name(f"{index:06d}.tmp.npz")
-            np.savez(tmp, **frames, **{_TASK_KEY: np.array(task)})  # uncompressed: fast, deleted at checkpoint
-            os.replace(tmp, pending)
+            write_pending(self.root, index, frames, task)
             _kill_point("log", index)
             append_episode_meta(
                 self.root, {"episode_index": index, **record} | {"episode_index": index, "length": length}
@@ -165,7 +166,7 @@ class EpisodeWriter:
             self._ds = _resume(self.root)
         length = len(next(iter(frames.values())))
         for t in range(length):
-            self._ds.add_frame({key: value[t] for key, value in frames.items()} | {"task": task})
+            self._ds.add_frame({key: value[t] for key, value in frames.items()} | {keys.TASK: task})
             if t == length // 2:
                 _kill_point("add_frame", index)
         with SuppressProgressBars():  # datasets' per-episode "Map" bar would interleave with collect's bar
@@ -203,8 +204,8 @@ def open_writer(
         commit = read_commit(root)
         if commit is None:
             kind = "a LeRobotDataset not written by genba collect" if (root / INFO).exists() else "not empty"
-            raise GenbaError(f"out={root} is {kind} and has no {GENBA_META_DIR}/commit.json; use a new or empty folder")
-        _check_identity(root, commit, identity, fps, features)
+            raise GenbaError(f"out={root} is {kind} and has no {COMMIT_FILE}; use a new or empty folder")
+        check_identity(root, commit, identity, fps, features)
     else:
         _create(root, fps, features, identity, robot_type)
     lock_fd = _lock(root)
@@ -221,15 +222,7 @@ def recover(root: Path, commit: dict) -> None:
     """Bring the folder to `commit`, every committed episode in lerobot's files (a no-op on a clean folder)."""
     checkpoint = commit["checkpoint"]
     truncate_episode_meta(root, commit["episodes"])
-    for rel, content in checkpoint["snapshot"].items():
-        path = root / rel
-        if content is None:
-            path.unlink(missing_ok=True)
-        elif rel == TASKS:
-            if not path.exists() or _read_tasks(root) != content:
-                _write_tasks_atomic(path, content)
-        elif not path.exists() or path.read_text() != content:
-            write_text_atomic(path, content)
+    _restore(root, checkpoint["snapshot"])
     for family, files in _families(root).items():
         committed = checkpoint["last_files"].get(family)
         for index, path in files:
@@ -238,10 +231,10 @@ def recover(root: Path, commit: dict) -> None:
     for child in root.iterdir():  # lerobot's temporary encoder folders and PNG staging
         if child.is_dir() and (child.name.startswith("tmp") or child.name == "images"):
             shutil.rmtree(child)
+    for folder in (root / INFO).parent, (root / COMMIT_FILE).parent:  # genba's own atomic writes, killed mid-way
+        remove_stale_tmp(folder)
     logged = range(checkpoint["episodes"], commit["episodes"])
-    for path in (root / PENDING_DIR).glob("*") if (root / PENDING_DIR).is_dir() else []:
-        if not (path.name.endswith(".npz") and path.stem.isdigit() and int(path.stem) in logged):
-            path.unlink()  # uncommitted, torn, or already checkpointed
+    keep_pending(root, logged)
     _kill_point("recover", commit["episodes"])
     if not logged:
         return
@@ -250,11 +243,9 @@ def recover(root: Path, commit: dict) -> None:
         from lerobot.utils.utils import SuppressProgressBars
 
         for index in logged:
-            with np.load(root / PENDING_DIR / f"{index:06d}.npz") as log:
-                frames = {k: log[k] for k in log.files if k != _TASK_KEY}
-                task = str(log[_TASK_KEY])
+            frames, task = read_pending(root, index)
             for t in range(len(next(iter(frames.values())))):
-                ds.add_frame({key: value[t] for key, value in frames.items()} | {"task": task})
+                ds.add_frame({key: value[t] for key, value in frames.items()} | {keys.TASK: task})
             with SuppressProgressBars():
                 ds.save_episode()
             _kill_point("replay", index)
@@ -290,6 +281,7 @@ def _resume(root: Path):
 
 
 def _commit_checkpoint(root: Path, commit: dict) -> None:
+    """Record that lerobot's files now hold every committed episode; the log of frames is then no longer needed."""
     commit["checkpoint"] = {
         "episodes": commit["episodes"],
         "frames": commit["frames"],
@@ -297,9 +289,7 @@ def _commit_checkpoint(root: Path, commit: dict) -> None:
         "last_files": _last_files(root),
     }
     write_commit(root, commit)
-    pending = root / PENDING_DIR
-    if pending.is_dir():
-        shutil.rmtree(pending)
+    clear_pending(root)
 
 
 def _create(root: Path, fps: int, features: dict[str, dict], identity: dict, robot_type: str) -> None:
@@ -313,37 +303,10 @@ def _create(root: Path, fps: int, features: dict[str, dict], identity: dict, rob
     root.parent.mkdir(parents=True, exist_ok=True)
     ds = LeRobotDataset.create(repo_id_for(root), fps=fps, features=features, root=staging, robot_type=robot_type)
     ds.finalize()
-    commit = {
-        "version": COMMIT_VERSION,
-        "identity": _jsonable(identity),
-        "fps": fps,
-        "features": _jsonable_features(features),
-        "episodes": 0,
-        "frames": 0,
-        "attempts": 0,
-        "successes": 0,
-        "checkpoint": {"episodes": 0, "frames": 0, "snapshot": _snapshot(staging), "last_files": {}},
-    }
-    write_commit(staging, commit)
+    write_commit(staging, new_commit(identity, fps, features, _snapshot(staging)))
     if root.is_dir():
         root.rmdir()  # empty (checked by the caller); rename cannot replace a folder everywhere
     os.rename(staging, root)
-
-
-def _check_identity(root: Path, commit: dict, identity: dict, fps: int, features: dict[str, dict]) -> None:
-    old, new = commit["identity"], _jsonable(identity)
-    diff = [
-        f"{k}={old.get(k)!r} (asked {new.get(k)!r})" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
-    ]
-    if commit["fps"] != fps:
-        diff.append(f"fps={commit['fps']} (asked {fps})")
-    if not diff and commit["features"] != _jsonable_features(features):  # same options, another genba version
-        diff.append("other features (shapes of state, environment state or images)")
-    if diff:
-        raise GenbaError(
-            f"out={root} holds a dataset collected with {', '.join(diff)}; "
-            "rerun with its options to continue it, or choose another out="
-        )
 
 
 def _lock(root: Path) -> int:
@@ -369,19 +332,31 @@ def _snapshot(root: Path) -> dict[str, Any]:
     return snap
 
 
+def _restore(root: Path, snapshot: dict[str, Any]) -> None:
+    """Rewrite what lerobot rewrote in place since the snapshot (only what differs: recovery runs on every open)."""
+    for rel, content in snapshot.items():
+        path = root / rel
+        if content is None:
+            path.unlink(missing_ok=True)
+        elif rel == TASKS:
+            if not path.exists() or _read_tasks(root) != content:
+                _write_tasks(path, content)
+        elif not path.exists() or path.read_text() != content:
+            atomic_write(path, content)
+
+
 def _read_tasks(root: Path) -> list[str]:
     from lerobot.datasets.io_utils import load_tasks
 
     return [str(t) for t in load_tasks(root).sort_values("task_index").index]
 
 
-def _write_tasks_atomic(path: Path, tasks: list[str]) -> None:
+def _write_tasks(path: Path, tasks: list[str]) -> None:
+    """lerobot's tasks.parquet: the instructions as the index, in task_index order."""
     import pandas as pd
 
-    df = pd.DataFrame({"task_index": range(len(tasks))}, index=pd.Index(tasks, name="task"))
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_parquet(tmp)
-    os.replace(tmp, path)
+    df = pd.DataFrame({"task_index": range(len(tasks))}, index=pd.Index(tasks, name=keys.TASK))
+    atomic_write(path, df.to_parquet)
 
 
 def _families(root: Path) -> dict[str, list[tuple[tuple[int, int], Path]]]:
@@ -403,14 +378,6 @@ def _families(root: Path) -> dict[str, list[tuple[tuple[int, int], Path]]]:
 
 def _last_files(root: Path) -> dict[str, list[int]]:
     return {family: list(max(i for i, _ in files)) for family, files in _families(root).items() if files}
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
-
-
-def _jsonable_features(features: dict[str, dict]) -> dict:
-    return _jsonable({k: {"dtype": v["dtype"], "shape": list(v["shape"])} for k, v in features.items()})
 
 
 def _kill_point(stage: str, episode_index: int) -> None:

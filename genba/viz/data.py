@@ -16,6 +16,7 @@ import numpy as np
 
 from genba import keys
 from genba.errors import GenbaError
+from genba.io import one_line
 
 # Per-frame success / reward columns as different recorders name them (lerobot's constants, gymnasium's info key).
 SUCCESS_KEYS = ("next.success", "is_success", "success")
@@ -104,14 +105,14 @@ def read_episode(root: str | Path, episode: int) -> Episode:
     try:
         meta = LeRobotDatasetMetadata(repo_id, root=root)
     except Exception as e:  # corrupt json, old codebase version, ...: lerobot's message, on one line
-        raise GenbaError(f"cannot read {root} as a LeRobotDataset v3: {_one_line(e)}") from None
+        raise GenbaError(f"cannot read {root} as a LeRobotDataset v3: {type(e).__name__}: {one_line(e)}") from None
     _check_episode(root, episode, meta.total_episodes)  # info.json and lerobot's view agree; check both
 
     try:
         ds = LeRobotDataset(repo_id, root=root, episodes=[episode], return_uint8=True, depth_output_unit="m")
         frames = [ds[i] for i in range(len(ds))]
     except Exception as e:
-        raise GenbaError(f"cannot decode episode {episode} of {root}: {_one_line(e)}") from None
+        raise GenbaError(f"cannot decode episode {episode} of {root}: {type(e).__name__}: {one_line(e)}") from None
     if not frames:
         raise GenbaError(f"episode {episode} of {root} has no frames")
     return _episode_from_frames(frames, meta.features, set(meta.depth_keys), meta.fps, root, episode)
@@ -194,7 +195,7 @@ def _genba_meta(root: Path, episode: int, ep: Episode) -> dict | None:
     Checked against the episode itself: lerobot's own tools (delete or merge episodes) renumber episodes without
     knowing about meta/genba, and a scene from another episode would be worse than none.
     """
-    from genba.datasets.meta import read_episode_meta
+    from genba.datasets.commit import read_episode_meta
 
     try:
         meta = read_episode_meta(root, episode)
@@ -204,7 +205,7 @@ def _genba_meta(root: Path, episode: int, ep: Episode) -> dict | None:
     if meta is None:
         return None
     length = meta.get("length")
-    instruction = (meta.get("spec") or {}).get("instruction", meta.get("task"))
+    instruction = (meta.get("spec") or {}).get("instruction", meta.get(keys.TASK))
     if (length is not None and length != ep.num_frames) or (instruction is not None and instruction not in ep.tasks):
         _warn(
             f"ignoring genba metadata of episode {episode}: it describes {length} frames of {instruction!r}, "
@@ -259,8 +260,3 @@ def episode_from_steps(
     ep.meta = meta
     ep.source = "env"
     return ep
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}"

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genba.errors import GenbaError
+from genba.io import atomic_path, check_writable, one_line
 
 if TYPE_CHECKING:
     from genba.viz.data import Episode
@@ -87,7 +88,7 @@ def run_viz(cfg: VizConfig) -> dict:
     check_dataset_dir(cfg.data, cfg.episode)
     out = None if cfg.live else Path(cfg.out).expanduser()
     if out is not None:
-        _check_writable(out)
+        check_writable(out, "out")
     else:
         viewer_executable()  # fail before the (slow) decoding when there is no viewer to show it in
     ep = read_episode(cfg.data, cfg.episode)
@@ -105,6 +106,7 @@ def write_recording(ep: Episode, out: Path | None, cfg: VizConfig | None = None)
 
     Returns the summary: what was logged (frames, cameras, joints, instruction, outcome, 3D parts, file size).
     """
+    import contextlib
     import uuid
 
     import rerun as rr
@@ -116,49 +118,46 @@ def write_recording(ep: Episode, out: Path | None, cfg: VizConfig | None = None)
     with_scene = replayer is not None and cfg.scene
     with_points = replayer is not None and cfg.pointcloud and bool(ep.depth)
     layout = blueprint(ep, scene=with_scene or with_points)
-    tmp = None
     if out is not None:
-        # write beside the target and rename at the end: an interrupted run never leaves half a .rrd behind
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        try:  # what _check_writable cannot foresee (root on /proc, a full disk), before rerun buffers anything
+        try:  # what check_writable cannot foresee (root on /proc, a read-only mount), before rerun buffers anything
             out.parent.mkdir(parents=True, exist_ok=True)
-            tmp.touch()
         except OSError as e:
-            raise GenbaError(f"cannot write {out}: {_first_line(e)}") from None
+            raise GenbaError(f"cannot write {out}: {one_line(e)}") from None
     rec = rr.RecordingStream("genba", recording_id=uuid.uuid4(), send_properties=True)
-    try:
-        rec.send_recording_name(f"{Path(ep.source).name or 'episode'} #{ep.index}")
-        if out is None:
-            try:
-                rr.spawn(recording=rec, executable_path=viewer_executable(), default_blueprint=layout)
-            except Exception as e:  # the viewer process failed to come up (port taken, ...)
-                raise GenbaError(f"cannot start the Rerun viewer ({_first_line(e)}); {WRITE_A_FILE}") from None
-        else:
-            rec.save(tmp, default_blueprint=layout)
-        log_episode(rec, ep, images=cfg.images, jpeg_quality=cfg.jpeg_quality, crf=cfg.crf)
-        scene = {"geoms": 0, "bodies": 0, "moving": 0}
-        if with_scene:
-            from genba.viz.scene import log_scene
-
-            scene = log_scene(rec, ep, replayer)
-        points = 0
-        if with_points:
-            from genba.viz.pointcloud import log_pointclouds
-
-            points = log_pointclouds(
-                rec, ep, replayer, every=cfg.pointcloud_every, max_depth=cfg.max_depth, voxel=cfg.voxel
-            )
+    # written beside the target and renamed at the end: an interrupted run never leaves half a .rrd behind
+    with atomic_path(out) if out is not None else contextlib.nullcontext() as tmp:
         try:
-            rec.flush()
-        except RuntimeError as e:  # a spawned viewer that died (no GPU/display) never takes the data
-            raise GenbaError(f"the Rerun viewer did not take the data ({_first_line(e)}); {WRITE_A_FILE}") from None
-        rec.disconnect()
-        if tmp is not None:
-            tmp.replace(out)
-    finally:
-        if tmp is not None and tmp.exists():  # failed or interrupted: close the file sink, drop the partial file
-            rec.disconnect()
-            tmp.unlink()
+            rec.send_recording_name(f"{Path(ep.source).name or 'episode'} #{ep.index}")
+            if tmp is None:
+                try:
+                    rr.spawn(recording=rec, executable_path=viewer_executable(), default_blueprint=layout)
+                except Exception as e:  # the viewer process failed to come up (port taken, ...)
+                    raise GenbaError(f"cannot start the Rerun viewer ({one_line(e)}); {WRITE_A_FILE}") from None
+            else:
+                try:
+                    tmp.touch()
+                except OSError as e:
+                    raise GenbaError(f"cannot write {out}: {one_line(e)}") from None
+                rec.save(tmp, default_blueprint=layout)
+            log_episode(rec, ep, images=cfg.images, jpeg_quality=cfg.jpeg_quality, crf=cfg.crf)
+            scene = {"geoms": 0, "bodies": 0, "moving": 0}
+            if with_scene:
+                from genba.viz.scene import log_scene
+
+                scene = log_scene(rec, ep, replayer)
+            points = 0
+            if with_points:
+                from genba.viz.pointcloud import log_pointclouds
+
+                points = log_pointclouds(
+                    rec, ep, replayer, every=cfg.pointcloud_every, max_depth=cfg.max_depth, voxel=cfg.voxel
+                )
+            try:
+                rec.flush()
+            except RuntimeError as e:  # a spawned viewer that died (no GPU/display) never takes the data
+                raise GenbaError(f"the Rerun viewer did not take the data ({one_line(e)}); {WRITE_A_FILE}") from None
+        finally:
+            rec.disconnect()  # closes the file sink: before the rename, or before the partial file is dropped
     return {
         "rrd": str(out) if out is not None else VIEWER,
         "dataset": ep.source,
@@ -193,10 +192,6 @@ def viewer_executable() -> str:
     return found
 
 
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
-
-
 def _replayer(ep: Episode) -> tuple[Any, str | None]:
     """(Replayer of the episode's scene, None) when genba recorded one (spec + per-frame state), else (None, why).
 
@@ -212,19 +207,6 @@ def _replayer(ep: Episode) -> tuple[Any, str | None]:
     try:
         return Replayer(spec), None
     except Exception as e:
-        why = f"cannot rebuild the scene from the episode spec ({_first_line(e)})"
+        why = f"cannot rebuild the scene from the episode spec ({one_line(e)})"
         print(f"genba viz: warning: {why}; logging 2D only", file=sys.stderr)
         return None, why
-
-
-def _check_writable(out: Path) -> None:
-    """Fail before decoding anything when the .rrd could not be written."""
-    if out.is_dir():
-        raise GenbaError(f"out={out} is a directory; give a file path ending in .rrd")
-    parent = out.parent
-    while not parent.exists():
-        parent = parent.parent
-    if parent.is_file() or not os.access(parent, os.W_OK | os.X_OK):
-        raise GenbaError(f"cannot write {out}: {parent} is not a writable directory")
-    if out.exists() and not os.access(out, os.W_OK):
-        raise GenbaError(f"cannot write {out}: permission denied")

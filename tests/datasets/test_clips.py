@@ -15,15 +15,9 @@ import pytest
 import torch
 from foreign_dataset import FPS, LENGTHS, STATE, TASKS, H, W
 
-from genba.datasets.clips import (
-    FUTURE_IS_PAD,
-    FUTURE_STATE,
-    ClipConfig,
-    ClipDataset,
-    collate_clips,
-    future_image_key,
-)
+from genba.datasets.clips import ClipConfig, ClipDataset, collate_clips
 from genba.errors import GenbaError
+from genba.keys import FUTURE_IS_PAD, FUTURE_STATE, future_image_key
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import pytest
 from genba import keys
 from genba.cli import main
 from genba.datasets.collect import simulate_episode
-from genba.datasets.meta import read_episode_meta
+from genba.datasets.commit import read_episode_meta
 from genba.datasets.writer import repo_id_for
 
 pytestmark = pytest.mark.xdist_group("datasets_collect")  # one xdist worker: the module fixture is built once

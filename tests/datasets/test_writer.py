@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genba.datasets.meta import read_episode_meta
+from genba.datasets.commit import read_episode_meta
 from genba.datasets.writer import open_writer, repo_id_for
 from genba.errors import GenbaError
 
@@ -119,6 +119,19 @@ def test_not_ours_and_identity(tmp_path):
     empty.mkdir()
     write_all(empty, 1)
     assert load(empty).num_episodes == 1
+
+
+def test_recovery_drops_temporaries_of_killed_atomic_writes(tmp_path):
+    root = tmp_path / "ds"
+    write_all(root, 1)
+    left = [root / "meta/genba/.commit.json.99999.tmp", root / "meta/.info.json.99999.tmp"]
+    left.append(root / "meta/genba/pending/.000001.npz.99999.tmp")
+    for path in left:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half")
+    assert write_all(root, 2)["episodes"] == 2
+    assert [p for p in left if p.exists()] == []
+    check_dataset(root, 2)
 
 
 def run_writer(root: Path, n: int, kill_at: str | None) -> int | None:

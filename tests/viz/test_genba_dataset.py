@@ -25,7 +25,7 @@ def collected(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_genba_dataset_with_depth(collected: Path, tmp_path: Path) -> None:
     from lerobot.datasets import LeRobotDataset
 
-    from genba.datasets.meta import read_episode_meta
+    from genba.datasets.commit import read_episode_meta
 
     out = tmp_path / "reach.rrd"
     assert main(["viz", f"data={collected}", "episode=0", f"out={out}", "voxel=0"]) == 0

@@ -1,1 +1,0 @@
-"""Hydra YAML presets, one per command (`<command>.yaml`); the schemas are dataclasses next to their code."""
