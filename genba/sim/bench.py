@@ -16,20 +16,20 @@ import os
 import platform
 from dataclasses import dataclass, field
 
+from genba.sim.tasks import TASKS
+
 
 @dataclass
 class BenchSimConfig:
-    task: str = field(default="pick_place", metadata={"help": "task to time (reach, push, pick_place, stack)"})
+    task: str = field(default="pick_place", metadata={"help": f"task to time: {', '.join(TASKS)}"})
     steps: int = field(default=600, metadata={"help": "env steps per timed loop"})
     repeats: int = field(default=5, metadata={"help": "timed repeats of each loop; medians are reported"})
     image_size: int = field(default=128, metadata={"help": "camera image side for the rendering loop"})
     out: str | None = field(default=None, metadata={"help": "summary path (.json) or directory"})
 
     def __post_init__(self) -> None:
-        from genba.sim.config import TASK_NAMES
-
-        if self.task not in TASK_NAMES:
-            raise ValueError(f"unknown task {self.task!r} (valid: {', '.join(TASK_NAMES)})")
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r} (valid: {', '.join(TASKS)})")
         if self.steps < 1 or self.repeats < 1:
             raise ValueError(f"steps={self.steps} and repeats={self.repeats} must be >= 1")
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-TASK_NAMES = ("reach", "push", "pick_place", "stack")
 LANGS = ("en", "ja", "mixed")
 ACTION_MODES = ("joint", "ee_delta")
 CAMERA_NAMES = ("front", "wrist")  # = genba.keys.CAMERAS

@@ -1,4 +1,4 @@
-"""GenbaEnv: one gymnasium environment class for the four arm tasks (reach, push, pick_place, stack).
+"""GenbaEnv: one gymnasium environment class for every registered arm task (genba.sim.tasks.TASKS).
 
 Observation (dict, keys from genba.keys, LeRobot's env convention):
     pixels             {camera: (H, W, 3) uint8}     only the configured cameras; absent when cameras=[]
@@ -13,15 +13,15 @@ Action:
                             tip of a top-down gripper, per step, |dxyz| <= 0.03, |dyaw| <= 0.3; the env turns it
                             into joint targets with the same inverse kinematics the experts use.
 
-Reward 1.0 on the step where the task succeeds, else 0.0; the episode terminates on success. It is truncated at
-the time limit, or early when the physics becomes unstable (NaN / huge velocities / MuJoCo's own instability
-warnings): then info["truncation_reason"] says why and the observation is the last valid one.
+Reward 1.0 on the step where the task's success predicate holds (genba.sim.tasks), else 0.0; the episode
+terminates on success. It is truncated at the time limit, or early when the physics becomes unstable (NaN / huge
+velocities / MuJoCo's own instability warnings): then info["truncation_reason"] says why and the observation is the
+last valid one.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -33,7 +33,8 @@ from genba.sim.config import EnvConfig
 from genba.sim.ik import ArmIK
 from genba.sim.model import ARM_JOINTS, GRIPPER_BODIES, JOINT_LIMITS, TIMESTEP, TIP_SITE, build_model
 from genba.sim.render import SceneRenderer
-from genba.sim.scene import ENV_STATE_DIM, MAX_STEPS, N_SLOTS, SLOT_DIM, TASKS, sample_spec
+from genba.sim.scene import ENV_STATE_DIM, N_SLOTS, SLOT_DIM, sample_spec
+from genba.sim.tasks import get_task
 
 MAX_QVEL = 200.0  # rad/s or m/s: beyond this the simulation is considered blown up
 _INSTABILITY_WARNINGS = (mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADQVEL,
@@ -45,10 +46,7 @@ class GenbaEnv(gym.Env):
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 10}
 
     def __init__(self, task: str = "pick_place", render_mode: str | None = None, **overrides: Any) -> None:
-        if task not in TASKS:
-            from genba.errors import GenbaError
-
-            raise GenbaError(f"unknown task {task!r} (valid: {', '.join(TASKS)})")
+        self._task = get_task(task)
         self.cfg = EnvConfig(**overrides)
         self.task = task
         self.task_description = ""
@@ -57,7 +55,7 @@ class GenbaEnv(gym.Env):
         self.metadata = {**self.metadata, "render_fps": self.fps}
         self.joint_names = keys.JOINTS
         self.joint_limits = JOINT_LIMITS.copy()  # (6, 2)
-        self.max_episode_steps = self.cfg.max_episode_steps or -(-MAX_STEPS[task] * self.fps // 10)  # same seconds
+        self.max_episode_steps = self.cfg.max_episode_steps or -(-self._task.max_steps * self.fps // 10)  # same seconds
         self.n_substeps = max(1, round(1.0 / (self.fps * TIMESTEP)))
         size = self.cfg.image_size
 
@@ -107,7 +105,8 @@ class GenbaEnv(gym.Env):
         slots = {o["slot"]: o for o in self._spec["objects"]}
         self._slot_idx = np.array([s for s in range(N_SLOTS) if s in slots])
         self._slot_body = np.array([m.body(slots[s]["name"]).id for s in self._slot_idx])
-        self._objects = {o["role"] if o["role"] != "distractor" else o["name"]: o for o in self._spec["objects"]}
+        self._objects = {o["name"]: o for o in self._spec["objects"]}
+        self._bodies = {name: m.body(name).id for name in self._objects}
         self._state = np.zeros((N_SLOTS, SLOT_DIM), np.float32)
         self._warnings = np.array([d.warning[w].number for w in _INSTABILITY_WARNINGS])
         self._steps = 0
@@ -154,7 +153,7 @@ class GenbaEnv(gym.Env):
             return self._last_obs, 0.0, False, True, {keys.INFO_SUCCESS: False, keys.INFO_TRUNCATION_REASON: reason}
         obs = self._observe()
         self._last_obs = obs
-        success = self._success()
+        success = self._task.success(self)
         info: dict[str, Any] = {keys.INFO_SUCCESS: success}
         truncated = not success and self._steps >= self.max_episode_steps
         if truncated:
@@ -199,38 +198,27 @@ class GenbaEnv(gym.Env):
         obs[keys.ENV_STATE] = state.reshape(-1).copy()
         return obs
 
-    def _touching_gripper(self, body: int) -> bool:
-        d, m = self.data, self.model
+    # ----------------------------------------------------------------- what the tasks' success predicates read
+    def body_pos(self, name: str) -> np.ndarray:
+        """World position (3,) of a scene object ("object", "goal", "distractor0", ...) now."""
+        return self.data.xpos[self._bodies[name]]
+
+    def tip_pos(self) -> np.ndarray:
+        """World position (3,) of the gripper tip (between the fingertips) now."""
+        return self.data.site_xpos[self._tip]
+
+    def scene_object(self, name: str) -> dict:
+        """The episode spec's entry of a scene object (shape, size, yaw, ...); see genba.sim.scene."""
+        return self._objects[name]
+
+    def touching_gripper(self, name: str) -> bool:
+        """Whether a scene object is in contact with the gripper (a released object is not)."""
+        d, m, body = self.data, self.model, self._bodies[name]
         for i in range(d.ncon):
             b1, b2 = m.geom_bodyid[d.contact.geom1[i]], m.geom_bodyid[d.contact.geom2[i]]
             if (b1 == body and b2 in self._gripper_bodies) or (b2 == body and b1 in self._gripper_bodies):
                 return True
         return False
-
-    def _success(self) -> bool:
-        d = self.data
-        obj = self._objects["object"]
-        body = self._slot_body[0]
-        p = d.xpos[body]
-        hh = _half_height(obj)
-        if self.task == "reach":
-            aim = p + np.array([0.0, 0.0, hh + 0.02])
-            return bool(np.linalg.norm(d.site_xpos[self._tip] - aim) < 0.015)
-        g = d.xpos[self._slot_body[1]]
-        goal = self._objects["goal"]
-        if self.task == "push":
-            return bool(np.linalg.norm(p[:2] - g[:2]) < goal["size"][0] - 0.01 and p[2] < hh + 0.01)
-        if self.task == "pick_place":
-            yaw = goal["yaw"]
-            dx, dy = p[0] - g[0], p[1] - g[1]
-            lx, ly = math.cos(yaw) * dx + math.sin(yaw) * dy, -math.sin(yaw) * dx + math.cos(yaw) * dy
-            hx, hy, wall = goal["size"]
-            inside = abs(lx) < hx and abs(ly) < hy and p[2] < wall + hh
-            return bool(inside and not self._touching_gripper(body))
-        # stack: on top of the base cube, centred within 70% of its half-size, resting, released
-        hb = goal["size"][2]
-        on_top = np.linalg.norm(p[:2] - g[:2]) < 0.7 * hb and abs(p[2] - g[2] - hb - hh) < 0.006
-        return bool(on_top and g[2] < hb + 0.005 and not self._touching_gripper(body))
 
     # ----------------------------------------------------------------- rendering and clean-up
     def render(self) -> np.ndarray | None:
@@ -242,8 +230,3 @@ class GenbaEnv(gym.Env):
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
-
-
-def _half_height(obj: dict) -> float:
-    size = obj["size"]
-    return size[2] if obj["shape"] == "cube" else size[1] if obj["shape"] == "cylinder" else size[0]

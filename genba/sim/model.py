@@ -37,7 +37,6 @@ HOME_QPOS = np.array([0.0, -0.2, 1.7, 1.6416, 0.0, 0.032], dtype=np.float32)  # 
 KP = np.array([40.0, 40.0, 40.0, 20.0, 10.0, 300.0])  # position gains: N m/rad, gripper N/m
 FORCE = np.array([8.0, 8.0, 8.0, 4.0, 2.0, 10.0])  # torque / force limits
 TIMESTEP = 0.002  # s; small enough for stable finger contacts
-SHOULDER_Z = 0.10
 UPPER_ARM, FOREARM, WRIST_TO_TIP = 0.11, 0.13, 0.105
 TIP_SITE = "tip"
 GRIPPER_BODIES = ("hand", "finger_left", "finger_right")

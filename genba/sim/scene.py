@@ -1,5 +1,8 @@
 """Episode specs: what an episode's scene is (objects, instruction, physics, cameras), sampled from a seed.
 
+The shared scene machinery: a task (genba.sim.tasks) creates and places its goal and the named object with a
+SceneSampler; sample_spec adds the distractors, slots, instruction (the task's templates), physics and cameras.
+
 A spec is a plain JSON-able dict; `genba.sim.model.build_xml(spec)` turns it into MJCF, so the same spec always
 rebuilds the same scene (the env does that at every reset, `genba.sim.replay.Replayer` does it offline).
 
@@ -12,13 +15,15 @@ rebuilds the same scene (the env does that at every reset, `genba.sim.replay.Rep
      "init_qpos" (6,)}
 
 Environment state layout (ENV_STATE, E = 7 x N_SLOTS = 35 floats): slot k = pos (3, metres, world) + quat (4,
-wxyz) of one body; slot 0 = the object the instruction names, slot 1 = the goal (pick_place: the bin, push: the
-target disc, stack: the cube to stack on, reach: none -> zeros), slots 2.. = distractors; unused slots are zeros.
+wxyz) of one body; slot 0 = the object the instruction names, slot 1 = the task's goal object (pick_place: the
+bin, push: the target disc, stack: the cube to stack on; reach has none: zeros), slots 2.. = distractors; unused
+slots are zeros.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -45,39 +50,9 @@ SHAPE_WORDS = {  # en, ja
     "bin": ("bin", "箱"),
     "target": ("circle", "丸"),
 }
-TEMPLATES = {
-    "reach": {
-        "en": ["reach for the {obj}", "move the gripper to the {obj}"],
-        "ja": ["{obj}に手を伸ばして", "{obj}のところまでグリッパーを動かして"],
-    },
-    "push": {
-        "en": ["push the {obj} to the {goal}", "push the {obj} onto the {goal}"],
-        "ja": ["{obj}を{goal}まで押して", "{obj}を{goal}の上に押して"],
-    },
-    "pick_place": {
-        "en": ["put the {obj} in the {goal}", "pick up the {obj} and place it in the {goal}"],
-        "ja": ["{obj}を{goal}に入れて", "{obj}を持ち上げて{goal}に入れて"],
-    },
-    "stack": {
-        "en": ["stack the {obj} on the {goal}", "put the {obj} on top of the {goal}"],
-        "ja": ["{obj}を{goal}の上に積んで", "{obj}を{goal}の上に置いて"],
-    },
-}
-TASKS = {
-    "reach": "move the gripper to the named object among distractors",
-    "push": "push the named object onto a coloured target circle on the table",
-    "pick_place": "pick up the named object and put it in the bin",
-    "stack": "stack the named cube on top of another named cube",
-}
-MAX_STEPS = {"reach": 40, "push": 80, "pick_place": 80, "stack": 80}  # at 10 fps
-OBJECT_SHAPES = {  # which shapes the manipulated object may take
-    "reach": ("cube", "cylinder", "sphere"),
-    "push": ("cube", "cylinder"),
-    "pick_place": ("cube", "cylinder", "sphere"),
-    "stack": ("cube",),
-}
 WORKSPACE_R = (0.11, 0.215)  # reachable ring on the table, metres from the base axis
 WORKSPACE_AZ = 1.0  # +-radians around +x
+DISTRACTOR_RING = (WORKSPACE_R[0], WORKSPACE_R[1] + 0.03)  # distractors may lie a little beyond reach
 BIN_INNER = (0.04, 0.04, 0.03)  # half-x, half-y, wall height
 DENSITY = 600.0  # kg/m^3 nominal (light wood / plastic)
 
@@ -105,7 +80,8 @@ def _volume(shape: str, size: list[float]) -> float:
     return 4 / 3 * math.pi * size[0] ** 3
 
 
-def _half_height(shape: str, size: list[float]) -> float:
+def half_height(shape: str, size: list[float]) -> float:
+    """Centre height of a solid resting on the table."""
     return size[2] if shape == "cube" else size[1] if shape == "cylinder" else size[0]
 
 
@@ -118,111 +94,106 @@ def footprint(obj: dict) -> float:
     return obj["size"][0]
 
 
-def _sample_xy(rng: np.random.Generator, r_range: tuple[float, float], az: float) -> np.ndarray:
-    r, a = rng.uniform(*r_range), rng.uniform(-az, az)
-    return np.array([r * math.cos(a), r * math.sin(a)])
-
-
 def _seg_dist(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     ab = b - a
     t = np.clip(np.dot(p - a, ab) / max(np.dot(ab, ab), 1e-12), 0.0, 1.0)
     return float(np.linalg.norm(p - (a + t * ab)))
 
 
-def _place(rng, placed: list[dict], obj: dict, r_range, avoid_segment=None, tries: int = 200) -> bool:
-    for _ in range(tries):
-        xy = _sample_xy(rng, r_range, WORKSPACE_AZ)
-        if all(np.linalg.norm(xy - np.array(o["pos"][:2])) > footprint(o) + footprint(obj) + 0.02 for o in placed):
-            if avoid_segment is not None and _seg_dist(xy, *avoid_segment) < footprint(obj) + 0.035:
-                continue
-            obj["pos"][:2] = [float(xy[0]), float(xy[1])]
-            return True
-    return False
+@dataclass
+class Layout:
+    """The goal and the named object of a scene, placed on the table by the task (distractors come after)."""
+
+    objects: list[dict]
+    keep_clear: tuple[np.ndarray, np.ndarray] | None = None  # a segment distractors stay away from (push's path)
 
 
-def sample_spec(task: str, seed: int, lang: str = "en", randomize: bool = True) -> dict:
-    """The scene of one episode, fully determined by (task, seed, lang, randomize)."""
-    rng = np.random.default_rng(seed)
-    ep_lang = lang if lang != "mixed" else str(rng.choice(["en", "ja"]))
-    colors = list(rng.permutation(list(COLORS)))
+class SceneSampler:
+    """The random draws a scene is made of. All come from the episode's one generator, so a task's layout must
+    draw in a fixed order: the same seed then gives the same scene."""
 
-    def shade(color: str) -> list[float]:
+    def __init__(self, rng: np.random.Generator, randomize: bool) -> None:
+        self.rng, self.randomize = rng, randomize
+
+    def shade(self, color: str) -> list[float]:
+        """rgba of a named colour, jittered when randomizing."""
         rgb = np.array(COLORS[color][1])
-        if randomize:
-            rgb = np.clip(rgb + rng.uniform(-0.07, 0.07, 3), 0, 1)
+        if self.randomize:
+            rgb = np.clip(rgb + self.rng.uniform(-0.07, 0.07, 3), 0, 1)
         return [*map(float, rgb), 1.0]
 
-    def solid(shape: str, color: str, role: str, big: bool = False) -> dict:
+    def solid(self, shape: str, color: str, role: str, big: bool = False) -> dict:
+        """A free body (cube, cylinder, sphere) resting at the origin; `place` moves it."""
+        rng, randomize = self.rng, self.randomize
         size = _size(shape, rng, big)
         mass = DENSITY * _volume(shape, size) * (rng.uniform(0.7, 1.3) if randomize else 1.0)
         return {
             "name": "",
             "shape": shape,
             "size": [float(s) for s in size],
-            "rgba": shade(color),
+            "rgba": self.shade(color),
             "color": color,
             "role": role,
-            "pos": [0.0, 0.0, float(_half_height(shape, size))],
+            "pos": [0.0, 0.0, float(half_height(shape, size))],
             "yaw": float(rng.uniform(-math.pi, math.pi)) if shape != "sphere" else 0.0,
             "mass": float(mass),
             "friction": float(rng.uniform(0.6, 1.0) if randomize else 0.8),
         }
 
+    def place(self, placed: list[dict], obj: dict, ring: tuple[float, float], avoid_segment=None) -> bool:
+        """Move `obj` to a random spot of the ring (radii from the base axis) clear of `placed`; False: no room."""
+        for _ in range(200):
+            r, a = self.rng.uniform(*ring), self.rng.uniform(-WORKSPACE_AZ, WORKSPACE_AZ)
+            xy = np.array([r * math.cos(a), r * math.sin(a)])
+            if all(np.linalg.norm(xy - np.array(o["pos"][:2])) > footprint(o) + footprint(obj) + 0.02 for o in placed):
+                if avoid_segment is not None and _seg_dist(xy, *avoid_segment) < footprint(obj) + 0.035:
+                    continue
+                obj["pos"][:2] = [float(xy[0]), float(xy[1])]
+                return True
+        return False
+
+
+def layout_apart(s: SceneSampler, target: dict, goal: dict | None = None, goal_ring=WORKSPACE_R) -> Layout | None:
+    """The common layout: the goal (if any) on its ring, then the named object on the workspace ring, apart."""
+    placed = []
+    if goal is not None:
+        if not s.place(placed, goal, goal_ring):
+            return None
+        placed.append(goal)
+    if not s.place(placed, target, WORKSPACE_R):
+        return None
+    return Layout([*placed, target])
+
+
+def sample_spec(task: str, seed: int, lang: str = "en", randomize: bool = True) -> dict:
+    """The scene of one episode, fully determined by (task, seed, lang, randomize)."""
+    from genba.sim.tasks import get_task  # here, not at the top: the task modules import this one
+
+    t = get_task(task)
+    rng = np.random.default_rng(seed)
+    ep_lang = lang if lang != "mixed" else str(rng.choice(["en", "ja"]))
+    colors = list(rng.permutation(list(COLORS)))
+    s = SceneSampler(rng, randomize)
     for _attempt in range(50):
-        objects: list[dict] = []
-        segment = None
-        target = solid(str(rng.choice(OBJECT_SHAPES[task])), colors[0], "object")
-        goal = None
-        if task == "pick_place":
-            goal = {"shape": "bin", "size": list(BIN_INNER), "rgba": shade(colors[1]), "color": colors[1],
-                    "role": "goal", "pos": [0.0, 0.0, 0.0], "yaw": float(rng.uniform(-0.4, 0.4)),
-                    "mass": 0.0, "friction": 1.0}  # fmt: skip
-        elif task == "push":
-            goal = {"shape": "target", "size": [0.03, 0.0005], "rgba": shade(colors[1]), "color": colors[1],
-                    "role": "goal", "pos": [0.0, 0.0, 0.0005], "yaw": 0.0, "mass": 0.0, "friction": 1.0}  # fmt: skip
-        elif task == "stack":
-            goal = solid("cube", colors[1], "goal", big=True)
-        ok = True
-        if goal is not None:
-            r_goal = (0.14, 0.19) if task == "pick_place" else WORKSPACE_R
-            ok = _place(rng, objects, goal, r_goal)
-            objects.append(goal)
-        if ok and task == "push":  # object 5-9 cm from the target, the pushing side reachable
-            for _ in range(200):
-                a = rng.uniform(-math.pi, math.pi)
-                d = rng.uniform(0.05, 0.09)
-                g = np.array(goal["pos"][:2])
-                p = g + d * np.array([math.cos(a), math.sin(a)])
-                behind = p + (p - g) / d * (footprint(target) + 0.03)
-                r_p, r_b = np.linalg.norm(p), np.linalg.norm(behind)
-                reachable = WORKSPACE_R[0] <= r_p <= WORKSPACE_R[1] and WORKSPACE_R[0] <= r_b <= WORKSPACE_R[1] + 0.005
-                if reachable and abs(math.atan2(p[1], p[0])) < WORKSPACE_AZ and abs(math.atan2(*behind[::-1])) < 1.2:
-                    target["pos"][:2] = [float(p[0]), float(p[1])]
-                    segment = (behind, g)
-                    break
-            else:
-                ok = False
-            objects.append(target)
-        elif ok:
-            ok = _place(rng, objects, target, WORKSPACE_R)
-            objects.append(target)
-        n_distractors = int(rng.integers(1, 4 if task == "reach" else 3))
-        for k in range(n_distractors):
-            shape = str(rng.choice(["cube", "cylinder"] if task == "push" else ["cube", "cylinder", "sphere"]))
-            d = solid(shape, colors[2 + k], "distractor")
-            if ok and _place(rng, objects, d, (WORKSPACE_R[0], WORKSPACE_R[1] + 0.03), avoid_segment=segment):
-                objects.append(d)
-        if ok:
+        target = s.solid(str(rng.choice(t.object_shapes)), colors[0], "object")
+        layout = t.layout(s, target, colors[1])
+        # distractors are drawn even when the layout failed, so that the next attempt's draws stay where they were
+        for k in range(int(rng.integers(1, t.max_distractors + 1))):
+            d = s.solid(str(rng.choice(t.distractor_shapes)), colors[2 + k], "distractor")
+            if layout is not None and s.place(layout.objects, d, DISTRACTOR_RING, avoid_segment=layout.keep_clear):
+                layout.objects.append(d)
+        if layout is not None:
             break
     else:
         raise RuntimeError(f"could not lay out a {task} scene for seed {seed}")
 
-    objects.sort(key=lambda o: {"object": 0, "goal": 1, "distractor": 2}[o["role"]])
+    objects = sorted(layout.objects, key=lambda o: {"object": 0, "goal": 1, "distractor": 2}[o["role"]])
+    goal = next((o for o in objects if o["role"] == "goal"), None)
     for slot_i, o in enumerate(objects):
-        o["slot"] = slot_i + (1 if task == "reach" and slot_i > 0 else 0)  # reach: slot 1 (goal) stays empty
+        o["slot"] = slot_i + (1 if goal is None and slot_i > 0 else 0)  # no goal: slot 1 stays empty
         o["name"] = f"{o['role']}{'' if o['role'] != 'distractor' else o['slot'] - 2}"
-    template = TEMPLATES[task][ep_lang][int(rng.integers(len(TEMPLATES[task][ep_lang])))]
-    instruction = template.format(
+    templates = t.templates[ep_lang]
+    instruction = templates[int(rng.integers(len(templates)))].format(
         obj=phrase(target["color"], target["shape"], ep_lang),
         goal=phrase(goal["color"], goal["shape"], ep_lang) if goal else "",
     )

@@ -1,4 +1,4 @@
-"""`genba tasks`: list the simulated tasks, one line each, with their gymnasium ids and example instructions."""
+"""`genba tasks`: list the registered tasks (genba.sim.tasks), one line each, with gymnasium ids and instructions."""
 
 from __future__ import annotations
 
@@ -11,18 +11,18 @@ class TasksConfig:
 
 
 def run_tasks(cfg: TasksConfig) -> dict:
-    from genba.sim import GYM_IDS, TASKS
-    from genba.sim.scene import MAX_STEPS, sample_spec
+    from genba.sim.scene import sample_spec
+    from genba.sim.tasks import TASKS
 
     tasks = []
-    for name, description in TASKS.items():
-        print(f"{name:<12} {description}")
+    for name, task in TASKS.items():
+        print(f"{name:<12} {task.description}")
         tasks.append(
             {
                 "name": name,
-                "id": GYM_IDS[name],
-                "description": description,
-                "max_episode_steps": MAX_STEPS[name],
+                "id": task.gym_id,
+                "description": task.description,
+                "max_episode_steps": task.max_steps,
                 "example_instruction_en": sample_spec(name, 0, "en")["instruction"],
                 "example_instruction_ja": sample_spec(name, 0, "ja")["instruction"],
             }
