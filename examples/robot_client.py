@@ -16,9 +16,11 @@ import os
 
 import genba.sim as sim
 from genba.errors import GenbaError
-from genba.serving.client import RemotePolicy, RobotClient
-from genba.serving.robots import LeRobotArm, SimArm, so101_units
+from genba.serving.remote import RemotePolicy
+from genba.serving.robot_client import RobotClient
+from genba.serving.robots import LeRobotArm, so101_units
 from genba.serving.safety import robot_limits
+from genba.sim.arm import SimArm
 
 
 def main() -> None:
@@ -35,7 +37,7 @@ def main() -> None:
         policy = RemotePolicy(args.url, api_key=args.api_key)
     except GenbaError as e:  # no server, wrong address or key: one line, not a traceback
         parser.exit(2, f"robot_client: error: {e}\n")
-    print(f"connected to {args.url}: policy {policy.metadata['policy']}, inputs {', '.join(policy.input_keys)}")
+    print(f"connected to {args.url}: policy {policy.name}, inputs {policy.input_spec.describe()}")
     if args.robot == "sim":
         robot = SimArm(sim.make(args.task, cameras=[]))
         arm, reset = robot, robot.reset
@@ -50,7 +52,7 @@ def main() -> None:
     try:
         for seed in range(args.episodes):
             reset(seed)
-            print(json.dumps(client.run_episode()))
+            print(json.dumps(client.run_episode().summary()))
     finally:
         client.close()
         policy.close()

@@ -1,8 +1,6 @@
-"""Robot adapters for the control loop (genba.serving.client.RobotClient): what a robot reads and how it moves.
+"""Robot adapters for the episode loop (genba.policies.rollout.run_episode, driven by the robot client): what a real
+robot reads and how it moves. The simulated arm is genba.sim.arm.SimArm.
 
-- `SimArm`: the genba MuJoCo env as the robot. It sends what a real cell could: joint positions, camera images,
-  the instruction, and the object poses as `observation.environment_state` (LeRobot's name for privileged state;
-  the scripted experts need it, a vision policy ignores it).
 - `LeRobotArm`: any lerobot `Robot` (get_observation / send_action with "<motor>.pos" keys and camera keys), e.g.
   the SO-101 follower. `JointUnits` converts between the robot's units and the policy's: an SO-101 with lerobot's
   default `use_degrees=True` reports body joints in degrees and the gripper in 0..100, while genba's policies use
@@ -22,48 +20,6 @@ from genba import keys
 
 SENT_KEPT = 10_000  # LeRobotArm.sent: the last actions kept for inspection
 ENV_STATE_FEATURE = "environment_state"  # a lerobot robot's optional observation key carrying object poses
-
-
-class SimArm:
-    """A genba.sim env driven one control step per `send`; `reset(seed)` starts an episode."""
-
-    def __init__(self, env: Any) -> None:
-        self.env = env
-        self.fps = float(env.unwrapped.fps)
-        self._obs: dict | None = None
-        self._done = False
-        self._success = False
-        self._reason = ""
-        self.seed: int | None = None
-
-    def reset(self, seed: int) -> None:
-        self._obs, _ = self.env.reset(seed=seed)
-        self.seed, self._done, self._success, self._reason = seed, False, False, ""
-
-    def observe(self) -> dict[str, Any]:
-        if self._obs is None:
-            raise RuntimeError("SimArm.observe() before reset()")
-        out: dict[str, Any] = {
-            keys.OBS_STATE: self._obs[keys.AGENT_POS],
-            keys.OBS_ENV_STATE: self._obs[keys.ENV_STATE],
-            keys.TASK: self.env.unwrapped.task_description,
-        }
-        for camera, image in self._obs.get(keys.PIXELS, {}).items():
-            out[keys.image_key(camera)] = image
-        return out
-
-    def send(self, action: np.ndarray) -> None:
-        self._obs, _, terminated, truncated, info = self.env.step(np.asarray(action, dtype=np.float32))
-        self._success = self._success or bool(info.get(keys.INFO_SUCCESS, False))
-        self._done = bool(terminated or truncated)
-        self._reason = info.get(keys.INFO_TRUNCATION_REASON, self._reason)
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
-    def episode_info(self) -> dict:
-        return {"seed": self.seed, "success": self._success, "truncation_reason": self._reason}
 
 
 @dataclass(frozen=True)

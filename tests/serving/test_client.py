@@ -1,4 +1,5 @@
-"""The robot client: chunk broker, watchdog, and robots driven end to end through `genba serve`."""
+"""The robot client: chunk broker, watchdog, and robots driven end to end through `genba serve`, through the same
+episode loop as simulation."""
 
 from __future__ import annotations
 
@@ -10,12 +11,16 @@ from serving_harness import start
 
 import genba.sim as sim
 from genba import keys
+from genba.policies.broker import ChunkBroker
+from genba.policies.rollout import rollout
+from genba.policies.scripted import ScriptedPolicy
+from genba.policies.simple import LinearPolicy
 from genba.serving.app import PolicyServer, ServerThread
-from genba.serving.client import ChunkBroker, RemotePolicy, RobotClient
-from genba.serving.policies import LinearPolicy
-from genba.serving.robots import LeRobotArm, SimArm, so101_units
+from genba.serving.remote import RemotePolicy
+from genba.serving.robot_client import RobotClient
+from genba.serving.robots import LeRobotArm, so101_units
 from genba.serving.safety import robot_limits
-from genba.sim.experts import make_expert
+from genba.sim.arm import SimArm
 
 
 def test_broker_drops_stale_rows_and_blends_the_overlap():
@@ -26,7 +31,7 @@ def test_broker_drops_stale_rows_and_blends_the_overlap():
         n = len(calls)
         return {keys.ACTIONS: np.repeat(10.0 * n + np.arange(4.0)[:, None], 6, axis=1)}  # rows n0, n1, n2, n3
 
-    broker = ChunkBroker(infer, refill_at=2, blend=2)
+    broker = ChunkBroker(infer, refill_at=2, blend=2, background=True)
     got = []
     for step in range(7):
         action = broker.action(step, {"step": step}, deadline=time.perf_counter() + 5)
@@ -40,19 +45,12 @@ def test_broker_drops_stale_rows_and_blends_the_overlap():
 
 
 def _direct(task: str, seed: int) -> tuple[bool, np.ndarray]:
+    """The expert in simulation through the one loop (itself checked bit for bit against the bare expert in
+    tests/policies/test_rollout.py)."""
     env = sim.make(task, cameras=[])
-    expert, actions = make_expert(task), []
-    obs, _ = env.reset(seed=seed)
-    expert.reset()
-    success = False
-    for _ in range(env.unwrapped.max_episode_steps):
-        actions.append(expert.act(obs))
-        obs, _, terminated, truncated, info = env.step(actions[-1])
-        success = success or info[keys.INFO_SUCCESS]
-        if terminated or truncated:
-            break
+    episode = rollout(env, ScriptedPolicy(task), seed, record=True)
     env.close()
-    return bool(success), np.array(actions)
+    return episode.success, episode.frames[keys.ACTION]
 
 
 @pytest.mark.parametrize("task", ["reach", "push", "pick_place", "stack"])
@@ -66,14 +64,33 @@ def test_sim_arm_through_the_server_matches_the_expert_run_directly(task):
         served = []
         for seed in seeds:
             arm.reset(seed)
-            served.append((client.run_episode(), np.array([s.action for s in client.log])))
+            episode = client.run_episode(record=True)
+            served.append((episode, episode.frames[keys.ACTION]))
         policy.close()
         client.close()
-    assert [s["success"] for s, _ in served] == [ok for ok, _ in direct]
-    for (summary, actions), (_, expected) in zip(served, direct, strict=True):
-        assert summary["holds"] == 0 and summary["errors"] == 0
+    assert [e.success for e, _ in served] == [ok for ok, _ in direct]
+    for (episode, actions), (_, expected) in zip(served, direct, strict=True):
+        assert episode.holds == 0 and episode.errors == 0
         np.testing.assert_array_equal(actions, expected)  # same observations in, same actions out, bit for bit
-    assert sum(s["success"] for s, _ in served) >= 3  # the experts succeed: the comparison is not all failures
+    assert sum(e.success for e, _ in served) >= 3  # the experts succeed: the comparison is not all failures
+
+
+def test_chunks_run_the_same_in_simulation_and_through_the_robot_client():
+    """The one loop: a chunked policy (H = 6, 4 rows executed, 2 blended) in lock-step through the server gives the
+    actions the same policy gives in simulation, bit for bit."""
+    env = sim.make("reach", cameras=[], max_episode_steps=20)
+    local = rollout(env, LinearPolicy(horizon=6), seed=3, n_action_steps=4, blend=2, record=True)
+    with start("linear", horizon=6, limits=None) as server:
+        policy = RemotePolicy(server.url)
+        arm = SimArm(env)
+        arm.reset(3)
+        client = RobotClient(arm, policy, refill_at=2, blend=2, realtime=False)
+        remote = client.run_episode(record=True)
+        client.close()
+        policy.close()
+    env.close()
+    assert remote.steps == local.steps == 20 and remote.requests == local.requests == 5
+    np.testing.assert_array_equal(remote.frames[keys.ACTION], local.frames[keys.ACTION])
 
 
 class StallingPolicy(LinearPolicy):
@@ -98,18 +115,17 @@ def test_watchdog_holds_the_last_target_during_a_server_stall():
         arm = SimArm(sim.make("reach", cameras=[], fps=20, max_episode_steps=40))
         arm.reset(0)
         client = RobotClient(arm, policy, limits=robot_limits("genba_arm"), realtime=True, refill_at=1)
-        summary = client.run_episode(max_steps=40)
+        episode = client.run_episode(max_steps=40, record=True)
         client.close()
         policy.close()
-    log = client.log
-    held = [s.step for s in log if s.held]
-    assert summary["errors"] == 0 and summary["steps"] == 40
+    held, actions = episode.held_steps, episode.frames[keys.ACTION]
+    assert episode.errors == 0 and episode.steps == 40
     # 0.6 s at 20 Hz: about a dozen held steps, one contiguous stretch, then fresh chunks again.
     assert 6 <= len(held) <= 16 and held == list(range(held[0], held[-1] + 1))
-    assert held[-1] < 39 and not log[held[-1] + 1].held
+    assert held[-1] < 39 and held[-1] + 1 not in held
     for k in held:  # holding means repeating the last target exactly: no extrapolation
-        np.testing.assert_array_equal(log[k].action, log[held[0] - 1].action)
-    moving = np.abs(np.diff([s.action for s in log[: held[0]]], axis=0)).max()
+        np.testing.assert_array_equal(actions[k], actions[held[0] - 1])
+    moving = np.abs(np.diff(actions[: held[0]], axis=0)).max()
     assert moving > 0  # before the stall the arm was being moved
 
 
@@ -120,12 +136,12 @@ def test_a_reply_later_than_the_timeout_drops_the_connection_and_the_client_reco
         arm = SimArm(sim.make("reach", cameras=[], fps=20, max_episode_steps=60))
         arm.reset(0)
         client = RobotClient(arm, policy, realtime=True, refill_at=1)
-        summary = client.run_episode(max_steps=60)
+        episode = client.run_episode(max_steps=60)
         client.close()
         policy.close()
     # One timed-out request (its late reply is never mistaken for the next one's), held meanwhile, then recovered.
-    assert summary["errors"] >= 1 and summary["last_error"].startswith("TimeoutError"), summary
-    assert summary["holds"] >= 6 and not any(s.held for s in client.log[-5:]), [s.held for s in client.log]
+    assert episode.errors >= 1 and episode.last_error.startswith("TimeoutError"), episode
+    assert episode.holds >= 6 and max(episode.held_steps) < episode.steps - 5, episode.held_steps
 
 
 def test_lerobot_so101_adapter_through_the_server(tmp_path):
@@ -147,7 +163,7 @@ def test_lerobot_so101_adapter_through_the_server(tmp_path):
         policy.close()
         client.close()
     robot.disconnect()
-    assert [r["success"] for r in results] == direct
+    assert [r.success for r in results] == direct
     sent = np.array([[a[f"{j}.pos"] for j in keys.JOINTS] for a in arm.sent])  # robot units
     assert np.abs(sent[:, :5]).max() <= 180 and sent[:, 5].min() >= 0 and sent[:, 5].max() <= 100 + 1e-3
     assert sent[:, 5].max() > 50  # the gripper opened: 0..100 units, not metres
@@ -160,7 +176,7 @@ def test_client_refuses_a_robot_without_the_inputs_the_policy_needs():
         policy = RemotePolicy(server.url)
         arm = SimArm(sim.make("reach", cameras=[]))
         arm.reset(0)
-        with pytest.raises(GenbaError, match=r"no 'observation\.images\.front'"):
+        with pytest.raises(GenbaError, match=r"missing key 'observation\.images\.front'"):
             RobotClient(arm, policy, realtime=False).run_episode(max_steps=2)
         policy.close()
 

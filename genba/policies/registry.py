@@ -1,0 +1,105 @@
+"""Policies by name: the built-in ones, or any class of yours as `module.path:ClassName`.
+
+    from genba.policies.registry import policy_factory
+
+    make = policy_factory("scripted", task="stack")  # a zero-argument constructor
+    policy = make()
+    # a class of yours: policy_factory("my_lab.policies:Grasper", task="stack", image_size=128)
+
+`genba serve policy=...` and the evaluation commands take the same names. A class of yours must meet the policy
+contract (genba.policies.contract: `input_spec`, `action_spec`, `reset()`, `infer(obs)`); it is constructed with
+the options that were given and that its `__init__` names (task, cameras, image_size, horizon, seed, fps). The
+module must be importable (installed, or on PYTHONPATH).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from genba.errors import GenbaError
+from genba.io import one_line
+from genba.policies.contract import Policy, check_policy
+
+
+def _scripted(task: str | None = None, fps: float = 10.0, seed: int | None = None, **_: Any) -> Callable[[], Policy]:
+    from genba.policies.scripted import ScriptedPolicy
+    from genba.sim.tasks import TASKS
+
+    if task not in TASKS:
+        raise GenbaError(f"policy=scripted needs task=<name>, got {task!r} (valid: {', '.join(TASKS)})")
+    return lambda: ScriptedPolicy(task, seed=seed, fps=int(fps))
+
+
+def _linear(cameras=(), image_size: int = 224, horizon: int = 10, seed: int = 0, fps: float = 10.0, **_: Any):
+    from genba.policies.simple import LinearPolicy
+
+    cams = list(cameras or [])
+    return lambda: LinearPolicy(cameras=cams, image_size=image_size, horizon=horizon, seed=seed, fps=fps)
+
+
+def _hold(cameras=(), image_size: int = 224, horizon: int = 10, fps: float = 10.0, **_: Any):
+    from genba.policies.simple import HoldPolicy
+
+    cams = list(cameras or [])
+    return lambda: HoldPolicy(cameras=cams, image_size=image_size, horizon=horizon, fps=fps)
+
+
+def _random(horizon: int = 1, seed: int = 0, fps: float = 10.0, **_: Any):
+    from genba.policies.simple import RandomPolicy
+    from genba.sim.model import JOINT_LIMITS
+
+    return lambda: RandomPolicy(JOINT_LIMITS[:, 0], JOINT_LIMITS[:, 1], horizon=horizon, seed=seed, fps=fps)
+
+
+# name -> (factory of factories, one line of help). The only list of built-in policies.
+BUILTIN: dict[str, tuple[Callable[..., Callable[[], Policy]], str]] = {
+    "scripted": (_scripted, "the scripted expert of task= (reads joint state and object poses)"),
+    "linear": (_linear, "a fixed seeded linear map of the state and image brightness (tests, benchmarks)"),
+    "hold": (_hold, "holds the measured position (bringing up a new arm)"),
+    "random": (_random, "uniform joint targets within the arm's limits"),
+}
+
+
+def policy_factory(policy: str, **options: Any) -> Callable[[], Policy]:
+    """A zero-argument constructor for `policy` (a built-in name or `module.path:ClassName`). Options that are None
+    are not passed: the policy's own defaults hold."""
+    options = {k: v for k, v in options.items() if v is not None}
+    if ":" in policy:
+        return _user_class(policy, options)
+    if policy in BUILTIN:
+        return BUILTIN[policy][0](**options)
+    raise GenbaError(
+        f"unknown policy {policy!r} (valid: {', '.join(BUILTIN)}, or module.path:ClassName for a class of yours)"
+    )
+
+
+def _user_class(path: str, options: dict[str, Any]) -> Callable[[], Policy]:
+    module_name, _, attr = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:  # not found, or the module itself fails on import
+        raise GenbaError(f"policy={path}: cannot import {module_name!r}: {type(e).__name__}: {one_line(e)}") from None
+    cls = getattr(module, attr, None)
+    if not callable(cls):
+        raise GenbaError(f"policy={path}: module {module_name!r} has no class {attr!r}")
+    params = inspect.signature(cls).parameters
+    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    kwargs = {k: v for k, v in options.items() if takes_all or k in params}
+
+    def make() -> Policy:
+        try:
+            policy = cls(**kwargs)
+        except Exception as e:
+            raise GenbaError(f"policy={path}: {attr}({', '.join(kwargs)}) failed: {type(e).__name__}: "
+                             f"{one_line(e)}") from None  # fmt: skip
+        return check_policy(policy)
+
+    first = [make()]  # fail now, with one line, rather than at the first client or episode; then hand it out
+
+    def factory() -> Policy:
+        return first.pop() if first else make()
+
+    return factory

@@ -1,0 +1,45 @@
+"""The scripted experts of genba's simulated tasks as policies (genba.sim.experts, behind the policy contract).
+
+They read the joint state and the object poses (`observation.environment_state`, LeRobot's name for privileged
+state) and answer one action per step (H = 1). An expert keeps a phase per episode: `reset()` starts a new one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from genba import keys
+from genba.policies.spec import ActionSpec, Feature, InputSpec
+
+STATE_DIM = len(keys.JOINTS)
+
+
+class ScriptedPolicy:
+    """The expert of `task`; noise=sigma adds N(0, sigma^2) rad to the arm joint targets (recovery data)."""
+
+    def __init__(self, task: str, noise: float = 0.0, seed: int | None = None, fps: int = 10) -> None:
+        from genba.sim.experts import make_expert
+        from genba.sim.scene import ENV_STATE_DIM
+
+        self.name = f"scripted:{task}"
+        self.task = task
+        self.expert = make_expert(task, noise=noise, seed=seed, fps=fps)
+        self.input_spec = InputSpec(
+            {
+                keys.OBS_STATE: Feature("float32", (STATE_DIM,), description="joint positions (rad, gripper m)"),
+                keys.OBS_ENV_STATE: Feature(
+                    "float32", (ENV_STATE_DIM,), description="object poses: slots of pos(3)+quat wxyz(4)"
+                ),
+                keys.TASK: Feature("str", required=False, description="instruction (the expert ignores it)"),
+            }
+        )
+        self.action_spec = ActionSpec(horizon=1, dim=STATE_DIM, fps=float(fps), units="rad (gripper: m)")
+
+    def reset(self) -> None:
+        self.expert.reset()
+
+    def infer(self, obs: dict[str, Any]) -> dict[str, np.ndarray]:
+        env_obs = {keys.AGENT_POS: obs[keys.OBS_STATE], keys.ENV_STATE: obs[keys.OBS_ENV_STATE]}
+        return {keys.ACTIONS: np.asarray(self.expert.act(env_obs), dtype=np.float32).reshape(1, STATE_DIM)}
