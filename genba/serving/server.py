@@ -11,8 +11,17 @@ size (larger messages close the connection with 1009), validates every observati
 before the policy sees it, never sends a traceback and never closes the connection over a bad message, and clips
 every action to the robot's joint limits and per-step change. Nothing is ever unpickled.
 
-Stateful policies (the scripted experts) get one instance per connection; a client starts an episode by adding
-`"reset": True` to its first observation (genba's RobotClient does), or by reconnecting (plain openpi clients).
+Policies without `infer_batch` (the scripted experts, which keep episode state) get one instance per connection; a
+client starts an episode by adding `"reset": True` to its first observation (the server calls that instance's
+reset(); genba's clients do this), or by reconnecting (plain openpi clients). A batched policy is shared by all
+clients and its reset() is not called for one of them (`per_connection=` overrides the choice).
+
+Resources a client can hold are bounded: a connection with no observation for `idle_timeout_s` is closed (1000);
+when all `max_connections` are taken, a newcomer closes the longest-idle connection if it has been idle for
+`evict_idle_s` (1013), else gets 503 (so clients that only answer pings cannot lock out an arm's client, which sends
+every control step); bytes received and not yet answered, all clients together, stay under `max_inflight_mb` (past
+it the client holding the most is closed with 1013). `GET /healthz` ignores query strings; HEAD gets headers only;
+the `Server` header says `genba`, no versions.
 """
 
 from __future__ import annotations
@@ -29,7 +38,9 @@ API_KEY_ENV = "GENBA_API_KEY"
 
 @dataclass
 class ServeConfig:
-    policy: str = field(default="scripted", metadata={"help": "scripted | linear | hold (trained runs come later)"})
+    policy: str = field(
+        default="scripted", metadata={"help": "scripted | linear | hold | random, or module.path:ClassName (yours)"}
+    )
     task: str = field(default="pick_place", metadata={"help": "task of the scripted expert (policy=scripted)"})
     host: str = field(default="127.0.0.1", metadata={"help": "address to bind; non-loopback needs api_key"})
     port: int = field(default=8000, metadata={"help": "TCP port (0: any free port)"})
@@ -43,11 +54,30 @@ class ServeConfig:
     max_delta_scale: float = field(default=1.0, metadata={"help": "scale of the robot's max change per step"})
     max_message_mb: float = field(default=8.0, metadata={"help": "largest observation message accepted (MiB)"})
     max_connections: int = field(default=32, metadata={"help": "concurrent clients; more get HTTP 503"})
-    max_batch: int = field(default=16, metadata={"help": "largest batch of concurrent requests (batched policies)"})
+    per_connection: bool | None = field(
+        default=None,
+        metadata={"help": "one policy instance per client (stateful policies); null: yes unless it has infer_batch"},
+    )
+    max_batch: int = field(default=16, metadata={"help": "largest batch of concurrent requests (shared policies)"})
+    idle_timeout_s: float = field(
+        default=60.0, metadata={"help": "close a connection that sends no observation for this long (code 1000)"}
+    )
+    evict_idle_s: float = field(
+        default=10.0,
+        metadata={"help": "when full, a newcomer closes the longest-idle connection if idle this long (code 1013)"},
+    )
+    max_inflight_mb: float = field(
+        default=64.0,
+        metadata={"help": "bytes received and not yet answered, all clients (MiB); past it the largest holder is "
+                  "closed (code 1013)"},
+    )  # fmt: skip
     batch_wait_ms: float = field(default=2.0, metadata={"help": "longest wait for more requests to batch"})
-    cameras: list[str] = field(default_factory=list, metadata={"help": "image inputs of linear/hold policies"})
-    image_size: int = field(default=224, metadata={"help": "image side of linear/hold policies"})
-    horizon: int = field(default=10, metadata={"help": "action chunk length of linear/hold policies"})
+    # Passed to the policy's constructor when set (and when it names them); null: the policy's own default.
+    cameras: list[str] | None = field(
+        default=None, metadata={"help": "image inputs of the policy (linear/hold: none); null: its default"}
+    )
+    image_size: int | None = field(default=None, metadata={"help": "image side (linear/hold: 224); null: its default"})
+    horizon: int | None = field(default=None, metadata={"help": "action chunk length (linear/hold: 10); null: default"})
     out: str = field(default="", metadata={"help": "summary JSON path (default outputs/serve-<time>.json)"})
 
     def __post_init__(self) -> None:
@@ -55,12 +85,17 @@ class ServeConfig:
             raise ValueError(f"port={self.port} is not a TCP port (0..65535)")
         if self.robot not in ("genba_arm", "so101", "none"):
             raise ValueError(f"unknown robot {self.robot!r} (valid: genba_arm, so101, none)")
-        for name in ("max_message_mb", "max_delta_scale"):
+        for name in ("max_message_mb", "max_delta_scale", "idle_timeout_s", "evict_idle_s", "max_inflight_mb"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be > 0")
         for name in ("max_connections", "max_batch", "image_size", "horizon"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        if self.max_inflight_mb <= self.max_message_mb:
+            raise ValueError(
+                f"max_inflight_mb={self.max_inflight_mb:g} must be > max_message_mb={self.max_message_mb:g} "
+                "(else one largest message is refused)"
+            )
         if self.batch_wait_ms < 0:
             raise ValueError(f"batch_wait_ms={self.batch_wait_ms} must be >= 0")
         if not is_loopback(self.host) and not self.resolved_api_key() and not self.allow_insecure:
@@ -106,8 +141,8 @@ def is_loopback(host: str) -> bool:
 
 def build_server(cfg: ServeConfig) -> Any:
     """The PolicyServer a config describes (policy loaded, limits chosen), not yet listening."""
+    from genba.policies.registry import policy_factory
     from genba.serving.app import PolicyServer
-    from genba.serving.policies import policy_factory
     from genba.serving.safety import robot_limits
 
     make_policy = policy_factory(
@@ -116,7 +151,6 @@ def build_server(cfg: ServeConfig) -> Any:
         cameras=cfg.cameras,
         image_size=cfg.image_size,
         horizon=cfg.horizon,
-        max_batch=cfg.max_batch,
     )
     limits = None if cfg.robot == "none" else robot_limits(cfg.robot).with_max_delta(cfg.max_delta_scale)
     return PolicyServer(
@@ -127,7 +161,12 @@ def build_server(cfg: ServeConfig) -> Any:
         limits=limits,
         max_message_bytes=int(cfg.max_message_mb * 2**20),
         max_connections=cfg.max_connections,
+        per_connection=cfg.per_connection,
+        max_batch=cfg.max_batch,
         batch_wait_ms=cfg.batch_wait_ms,
+        idle_timeout_s=cfg.idle_timeout_s,
+        evict_idle_s=cfg.evict_idle_s,
+        max_inflight_bytes=int(cfg.max_inflight_mb * 2**20),
     )
 
 

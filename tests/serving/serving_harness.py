@@ -6,17 +6,29 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from genba.policies.registry import policy_factory
 from genba.serving.app import PolicyServer, ServerThread
-from genba.serving.policies import policy_factory
 from genba.serving.safety import robot_limits
 
 REPO = Path(__file__).resolve().parents[2]
 OPENPI_PYTHON = REPO / ".venv-openpi-client" / "bin" / "python"
 DRIVER = Path(__file__).with_name("openpi_driver.py")
+_FACTORY_ARGS = ("task", "cameras", "image_size", "horizon", "seed")
+
+# A linear-policy server in its own process (for measurements of the server alone); prints its port when listening.
+_SERVE = """
+import asyncio, json, sys
+from genba.policies.registry import policy_factory
+from genba.serving.app import PolicyServer
+options = json.loads(sys.argv[1])
+server = PolicyServer(policy_factory("linear", horizon=2), port=0, limits=None, **options)
+asyncio.run(server.serve(asyncio.Event(), ready=lambda port: print(port, flush=True)))
+"""
 
 
 def openpi(command: dict, timeout: float = 120.0) -> dict:
@@ -34,6 +46,28 @@ def openpi(command: dict, timeout: float = 120.0) -> dict:
 
 
 def start(policy: str = "linear", **kwargs) -> ServerThread:
-    factory_args = {k: kwargs.pop(k) for k in ("task", "cameras", "image_size", "horizon", "max_batch") if k in kwargs}
-    limits = kwargs.pop("limits", robot_limits("genba_arm"))
+    """A server in a thread of this process: policy options (task, cameras, ...) go to the policy, the rest to the
+    PolicyServer; action limits are the genba arm's unless `limits=` says otherwise."""
+    factory_args = {k: kwargs.pop(k) for k in _FACTORY_ARGS if k in kwargs}
+    limits = kwargs.pop("limits") if "limits" in kwargs else robot_limits("genba_arm")
     return ServerThread(PolicyServer(policy_factory(policy, **factory_args), port=0, limits=limits, **kwargs))
+
+
+def spawn(**options) -> tuple[subprocess.Popen, str]:
+    """A linear-policy (horizon 2) server in a subprocess, PolicyServer `options` as given; (process, ws:// url)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SERVE, json.dumps(options)], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    line = proc.stdout.readline() if proc.stdout else ""
+    if not line.strip().isdigit():
+        proc.kill()
+        pytest.fail(f"the server subprocess did not start (exit {proc.wait(timeout=30)})")
+    return proc, f"ws://127.0.0.1:{int(line)}"
+
+
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident memory (VmRSS) or its peak (VmHWM), in MB, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)

@@ -21,8 +21,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from genba import keys
+from genba.policies.simple import LinearPolicy
 from genba.serving.app import PolicyServer, ServerThread
-from genba.serving.policies import LinearPolicy
 from genba.serving.protocol import packb, unpackb
 from genba.serving.safety import robot_limits
 from genba.serving.server import ServeConfig
