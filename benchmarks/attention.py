@@ -7,18 +7,7 @@ on stderr, with the device and date from the JSON summary, in benchmarks/README.
 
 import sys
 
-from genba.cli import COMMANDS, Command, main
-
-# Registered here too, so the script works whether or not genba/cli.py lists the command.
-COMMANDS.setdefault(
-    "bench attention",
-    Command(
-        "bench attention",
-        "spatiotemporal attention: ms and useful TFLOP/s per backend, forward and forward+backward",
-        "genba.kernels.bench:BenchAttentionConfig",
-        "genba.kernels.bench:run_bench_attention",
-    ),
-)
+from genba.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["bench", "attention", *sys.argv[1:]]))

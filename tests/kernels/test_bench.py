@@ -4,25 +4,12 @@ import json
 
 import pytest
 
-from genba.cli import COMMANDS, Command, main
+from genba.cli import main
 from genba.errors import GenbaError
 from genba.kernels.bench import BenchAttentionConfig, format_table, run_bench_attention
 
-COMMAND = Command(
-    "bench attention",
-    "attention kernel speed",
-    "genba.kernels.bench:BenchAttentionConfig",
-    "genba.kernels.bench:run_bench_attention",
-)
 
-
-@pytest.fixture
-def registered(monkeypatch):
-    """The lead registers the command in genba/cli.py; until then (and regardless) the test registers it."""
-    monkeypatch.setitem(COMMANDS, "bench attention", COMMAND)
-
-
-def test_cli_runs_the_tiny_grid(registered, tmp_path, capsys):
+def test_cli_runs_the_tiny_grid(tmp_path, capsys):
     out = tmp_path / "bench.json"
     argv = ["bench", "attention", "device=cpu", "frames=[3]", "tokens=[8]", "dims=[32]", "windows=[0,2]", "reps=2"]
     assert main([*argv, f"out={out}"]) == 0
@@ -49,7 +36,7 @@ def test_triton_is_refused_on_cpu():
     ("override", "message"),
     [("backends=[fast]", "backends: unknown"), ("dims=[48]", "head dims must be 32, 64 or 128"), ("dtype=f8", "dtype")],
 )
-def test_bad_config_is_one_line(registered, capsys, override, message):
+def test_bad_config_is_one_line(capsys, override, message):
     assert main(["bench", "attention", override]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
