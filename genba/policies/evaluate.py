@@ -38,6 +38,13 @@ class EvalConfig:
     out: str = field(default="", metadata={"help": "summary JSON path (default outputs/eval-<time>.json)"})
 
     def __post_init__(self) -> None:
+        from genba.sim.config import LANGS
+        from genba.sim.tasks import TASKS  # the registry alone: no MuJoCo
+
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r} (valid: {', '.join(TASKS)})")
+        if self.lang not in LANGS:
+            raise ValueError(f"lang={self.lang!r} is not one of {', '.join(LANGS)}")
         if not isinstance(self.episodes, int) or self.episodes < 1:
             raise ValueError(f"episodes={self.episodes!r} must be an integer >= 1")
         if not isinstance(self.seed, int) or self.seed < 0:

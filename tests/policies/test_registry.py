@@ -96,3 +96,16 @@ def test_genba_eval_of_the_expert_succeeds():
 
     summary = run_eval(EvalConfig(task="reach", policy="scripted", episodes=4))
     assert summary["successes"] == 4 and summary["ci95"][1] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("task=juggle", "unknown task 'juggle'"), ("lang=fr", "lang='fr'"), ("episodes=0", "episodes=0"),
+     ("policy=nope:X", "cannot import 'nope'")],
+)  # fmt: skip
+def test_genba_eval_bad_input_is_one_line(capsys, override, message):
+    from genba.cli import main
+
+    assert main(["eval", override]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
