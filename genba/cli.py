@@ -73,6 +73,12 @@ COMMANDS: dict[str, Command] = {
             "genba.policies.evaluate:run_eval",
         ),
         Command(
+            "baseline",
+            "train LeRobot's ACT or Diffusion Policy with lerobot-train on a dataset (offline, CPU or GPU)",
+            "genba.policies.baseline:BaselineConfig",
+            "genba.policies.baseline:run_baseline",
+        ),
+        Command(
             "bench data",
             "clip loading samples/s: genba's pipeline vs lerobot's LeRobotDataset on the same clips",
             "genba.datasets.bench:BenchDataConfig",
@@ -185,10 +191,14 @@ def _usage() -> str:
 
 def _command_help(command: Command) -> str:
     cls = command.load("config")
-    defaults = _compose(command, [])
+    try:
+        defaults = vars(_compose(command, []))  # as validation completes them (a derived out=, ...)
+    except GenbaError:  # a required key (data=...): the declared defaults
+        defaults = {f.name: f.default_factory() if callable(f.default_factory) else f.default
+                    for f in dataclasses.fields(cls)}  # fmt: skip
     lines = [f"usage: genba {command.name} [key=value ...]", "", command.help, "", "keys (default):"]
     for f in dataclasses.fields(cls):
-        value = getattr(defaults, f.name)
+        value = defaults[f.name]
         lines.append(f"  {f.name}={_format_value(value)}")
         if f.metadata.get("help"):
             lines.append(f"      {f.metadata['help']}")

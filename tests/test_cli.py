@@ -197,6 +197,14 @@ def test_every_registered_command_has_a_config_and_a_run_function():
         assert hasattr(command.load("config"), "__dataclass_fields__"), command.name
 
 
+@pytest.mark.parametrize("name", sorted(cli.COMMANDS))
+def test_every_command_answers_help(capsys, name):
+    """Even one with a required key (baseline's data=): --help lists the keys and exits 0."""
+    assert cli.main([*name.split(), "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: genba {name} ") and "keys (default):" in out
+
+
 def test_python_dash_m_genba_is_the_same_command():
     result = subprocess.run([sys.executable, "-m", "genba", "--help"], capture_output=True, text=True, check=False)
     assert result.returncode == 0
