@@ -20,7 +20,7 @@ lint: $(STAMP)
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/setup.sh
+$(STAMP): pyproject.toml plugins/lerobot_env_genba/pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
 
 clean:

@@ -73,6 +73,6 @@ fi
 # uv resolves and installs the ~7 GB of wheels (torch with CUDA, which also runs on CPU) in well under a minute.
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check "uv>=0.5"
 echo "genba setup: installing genba and its dependencies into $VENV"
-"$VENV/bin/uv" pip install -q --python "$VENV/bin/python" -e ".[dev]"
+"$VENV/bin/uv" pip install -q --python "$VENV/bin/python" -e ".[dev]" -e plugins/lerobot_env_genba
 touch "$STAMP"
 echo "genba setup: done ($("$VENV/bin/python" --version))"
