@@ -19,6 +19,17 @@ Everything lives under `<root>/meta/genba/`, which lerobot ignores (it only glob
 
 An episode is written to the log first (pending frames, then its metadata line) and counts once `commit.json` says
 so: that atomic replace is its commit point. No lerobot import here: the viewer and the CLI read these cheaply.
+
+After another tool edits the dataset. lerobot's tools know nothing of `meta/genba/`. Those that write a new folder
+(lerobot-edit-dataset delete_episodes, merge, split, remove_feature) leave it behind, in the source or, for an edit
+in place, in lerobot's backup `<root>_old`: the result is a plain LeRobotDataset, for which genba's readers return
+None as for any dataset genba did not write. Those that copy the whole folder first (recompute_stats,
+reencode_videos) keep it, and it stays true: same episodes. But an edit in place that keeps it (modify_tasks,
+episodes appended by lerobot's own writer, meta/genba copied by hand into an edited dataset) leaves records that
+describe other episodes than lerobot's files hold. So the readers here first check lerobot's files against the
+record (`lerobot_mismatch`: episode and frame counts in meta/info.json, then each episode's length and instruction
+in meta/episodes/) and, when they disagree, ignore genba's metadata with a one-line warning: no scene is better
+than the scene of another episode.
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -33,9 +45,11 @@ from typing import Any
 import numpy as np
 
 from genba.errors import GenbaError
-from genba.io import atomic_write, dumps
+from genba.io import atomic_write, dumps, one_line
 
 GENBA_META_DIR = "meta/genba"
+LEROBOT_INFO = "meta/info.json"
+LEROBOT_EPISODES = "meta/episodes"  # lerobot's per-episode metadata: chunk-*/file-*.parquet
 COMMIT_FILE = f"{GENBA_META_DIR}/commit.json"
 EPISODES_FILE = f"{GENBA_META_DIR}/episodes.jsonl"
 PENDING_DIR = f"{GENBA_META_DIR}/pending"
@@ -160,19 +174,32 @@ def truncate_episode_meta(root: str | Path, num_episodes: int) -> None:
 
 
 def read_all_episode_meta(root: str | Path) -> list[dict] | None:
-    """Every committed episode's record, in order; None for datasets genba did not write."""
+    """Every committed episode's record, in order.
+
+    None for datasets genba did not write, and (with a one-line warning on stderr) for datasets whose lerobot files
+    another tool has changed since (see `lerobot_mismatch`): their records would describe other episodes.
+    """
     commit = read_commit(root)
     if commit is None:
         return None
     path = Path(root) / EPISODES_FILE
     records = _parse_lines(path.read_text(encoding="utf-8")) if path.exists() else []
-    return _committed(records, commit["episodes"])
+    records = _committed(records, commit["episodes"])
+    why = lerobot_mismatch(root, commit, records)
+    if why is not None:
+        print(
+            f"genba: warning: ignoring genba's per-episode metadata in {Path(root) / GENBA_META_DIR}: {why}",
+            file=sys.stderr,
+        )
+        return None
+    return records
 
 
 def read_episode_meta(root: str | Path, episode_index: int) -> dict | None:
     """genba's metadata of one episode: {"spec", "physics", "success", "seed", "task", "length", ...}.
 
-    None for a dataset genba did not write (any other LeRobotDataset); GenbaError for an index it does not hold.
+    None for a dataset genba did not write (any other LeRobotDataset) or edited by another tool since (with a
+    warning, see read_all_episode_meta); GenbaError for an index it does not hold.
     """
     records = read_all_episode_meta(root)
     if records is None:
@@ -185,6 +212,101 @@ def read_episode_meta(root: str | Path, episode_index: int) -> dict | None:
         if records
         else f"episode={episode_index} is not in {root} (it holds no episodes yet)"
     )
+
+
+def lerobot_mismatch(root: str | Path, commit: dict, records: list[dict]) -> str | None:
+    """Why lerobot's files at `root` no longer hold the episodes genba's record describes (None when they do).
+
+    records: the committed episode records (read_all_episode_meta's). Checked, cheapest first:
+    1. meta/info.json's total_episodes and total_frames. lerobot rewrites it after every episode it takes, so while
+       a collect runs (or after one was killed) it may count any committed prefix from the last checkpoint on;
+       anything else is an edit (episodes deleted, merged, appended).
+    2. Each episode in meta/episodes/ (lerobot's own per-episode metadata, finalized at each checkpoint): the same
+       indices as the checkpoint, and per episode the length and instruction genba recorded (catches an edit that
+       keeps the counts, e.g. lerobot-edit-dataset modify_tasks).
+    """
+    root = Path(root)
+    try:
+        info = json.loads((root / LEROBOT_INFO).read_text(encoding="utf-8"))
+        have = (int(info["total_episodes"]), int(info["total_frames"]))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        return f"{LEROBOT_INFO} is missing or unreadable ({one_line(e)})"
+    checkpoint = commit["checkpoint"]["episodes"]
+    lengths = [int(r.get("length", -1)) for r in records]
+    if not (checkpoint <= have[0] <= len(records) and have[1] == sum(lengths[: have[0]])):
+        return (
+            f"{LEROBOT_INFO} counts {have[0]} episodes, {have[1]} frames; genba recorded {commit['episodes']} "
+            f"episodes, {commit['frames']} frames (edited by another tool, or a killed genba collect not yet rerun)"
+        )
+    try:
+        episodes = _lerobot_episodes(root)
+    except Exception as e:  # pyarrow's errors have no common base: a torn, foreign or missing file
+        return f"lerobot's episode metadata in {LEROBOT_EPISODES}/ is unreadable ({one_line(e)})"
+    if [row["episode_index"] for row in episodes] != list(range(checkpoint)):
+        return (
+            f"{LEROBOT_EPISODES}/ holds {len(episodes)} episodes; genba checkpointed {checkpoint} "
+            "(edited by another tool)"
+        )
+    return _rows_mismatch(episodes, records)
+
+
+def edited_since_checkpoint(root: str | Path, commit: dict) -> str | None:
+    """Why lerobot's episode metadata no longer holds what genba checkpointed (None when it does).
+
+    Checked before a collect resumes a folder: its recovery restores genba's snapshot of the files lerobot rewrites
+    and deletes files newer than the checkpoint, which would silently undo another tool's edit (modify_tasks) or
+    drop episodes it appended. Metadata files newer than the checkpoint are a killed checkpoint's (recovery redoes
+    them) only when they hold committed episodes; torn ones are skipped.
+    """
+    root = Path(root)
+    checkpoint, committed = commit["checkpoint"]["episodes"], commit["episodes"]
+    last = tuple(commit["checkpoint"]["last_files"].get(LEROBOT_EPISODES, (-1, -1)))
+    records = _committed(_parse_lines(_read_text(root / EPISODES_FILE)), committed)
+    try:
+        rows = _lerobot_episodes(root, skip_torn_after=last)
+    except Exception as e:  # pyarrow's errors have no common base
+        return f"lerobot's episode metadata in {LEROBOT_EPISODES}/ is unreadable ({one_line(e)})"
+    indices = [row["episode_index"] for row in rows]
+    if indices[:checkpoint] != list(range(checkpoint)) or any(i >= committed for i in indices[checkpoint:]):
+        return f"{LEROBOT_EPISODES}/ holds episodes {_span(indices)}; genba checkpointed {checkpoint} of {committed}"
+    return _rows_mismatch(rows, records)
+
+
+def _rows_mismatch(rows: list[dict], records: list[dict]) -> str | None:
+    for row, record in zip(rows, records, strict=False):
+        task = record.get("task")  # every collect record has it; a writer caller may leave it out
+        if row["length"] != record.get("length") or (task is not None and list(row["tasks"] or []) != [task]):
+            return (
+                f"episode {row['episode_index']} is {row['length']} frames of {row['tasks']} in {LEROBOT_EPISODES}/; "
+                f"genba recorded {record.get('length')} frames of {[task]} (edited by another tool)"
+            )
+    return None
+
+
+def _span(indices: list[int]) -> str:
+    return f"{indices[0]}..{indices[-1]}" if indices else "none"
+
+
+def _read_text(path: Path) -> str:
+    return path.read_text(encoding="utf-8") if path.exists() else ""
+
+
+def _lerobot_episodes(root: Path, skip_torn_after: tuple[int, int] | None = None) -> list[dict]:
+    """lerobot's per-episode rows (episode_index, length, tasks) from its metadata files, in episode order. Files
+    with a (chunk, file) index above `skip_torn_after` that cannot be read are skipped (a kill tore them)."""
+    import re
+
+    import pyarrow.parquet as pq
+
+    rows: list[dict] = []
+    for path in sorted((root / LEROBOT_EPISODES).glob("chunk-*/file-*.parquet")):
+        try:
+            rows += pq.read_table(path, columns=["episode_index", "length", "tasks"]).to_pylist()
+        except Exception:
+            index = tuple(int(n) for n in re.findall(r"\d+", path.relative_to(root / LEROBOT_EPISODES).as_posix()))
+            if skip_torn_after is None or index <= skip_torn_after:
+                raise
+    return sorted(rows, key=lambda row: row["episode_index"])
 
 
 def _committed(records: list[dict], num_episodes: int) -> list[dict]:

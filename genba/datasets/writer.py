@@ -51,6 +51,7 @@ from genba.datasets.commit import (
     append_episode_meta,
     check_identity,
     clear_pending,
+    edited_since_checkpoint,
     keep_pending,
     new_commit,
     read_commit,
@@ -206,6 +207,12 @@ def open_writer(
             kind = "a LeRobotDataset not written by genba collect" if (root / INFO).exists() else "not empty"
             raise GenbaError(f"out={root} is {kind} and has no {COMMIT_FILE}; use a new or empty folder")
         check_identity(root, commit, identity, fps, features)
+        edited = edited_since_checkpoint(root, commit)
+        if edited:  # recovery would undo the other tool's edit, or drop what it added
+            raise GenbaError(
+                f"out={root} was changed by another tool since genba collect wrote it ({edited}); collect into a new "
+                "folder and merge the two with lerobot-edit-dataset"
+            )
     else:
         _create(root, fps, features, identity, robot_type)
     lock_fd = _lock(root)

@@ -2,11 +2,14 @@
 
     genba eval task=pick_place policy=scripted episodes=50
     genba eval task=reach policy=my_lab.policies:Grasper episodes=100 n_action_steps=8
+    genba eval task=reach policy=lerobot:runs/act-reach episodes=50          # a LeRobot checkpoint
 
-The env renders what the policy's input spec asks for: the cameras it names, at the size it names. Episode i uses
-seed `seed + i`; the default first seed (1,000,000) keeps evaluation away from `genba collect`'s training seeds
-(0 upwards), and every seed is recorded in the summary. The interval is Wilson's score interval, which stays
-inside [0, 1] and is honest at 0% and 100%, where the normal approximation collapses to a point.
+The env renders what the policy's input spec asks for: the cameras it names, at the size it names; a policy that
+reads anything a genba env cannot give (a camera other than front/wrist, a state of another size) is a one-line
+error before any episode. Episode i uses seed `seed + i`; the default first seed (1,000,000) keeps evaluation away
+from `genba collect`'s training seeds (0 upwards), and every seed is recorded in the summary. The interval is
+Wilson's score interval, which stays inside [0, 1] and is honest at 0% and 100%, where the normal approximation
+collapses to a point.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ EVAL_SEED = 1_000_000  # far above the seeds collect uses by default (0, 1, ...)
 class EvalConfig:
     task: str = field(default="pick_place", metadata={"help": "simulated task (see `genba tasks`)"})
     policy: str = field(
-        default="scripted", metadata={"help": "scripted | linear | hold | random, or module.path:ClassName (yours)"}
+        default="scripted",
+        metadata={"help": "scripted | linear | hold | random, lerobot:<checkpoint folder>, or module.path:ClassName"},
     )
     episodes: int = field(default=20, metadata={"help": "episodes to run"})
     seed: int = field(default=EVAL_SEED, metadata={"help": "seed of the first episode; episode i uses seed + i"})
@@ -66,17 +70,59 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
 
 
 def env_options(policy: Any) -> dict[str, Any]:
-    """The cameras and image size a policy's input spec asks for (no cameras: nothing is rendered)."""
-    prefix = keys.OBS_IMAGES + "."
-    cams = {k[len(prefix) :]: f.shape for k, f in policy.input_spec.features.items() if k.startswith(prefix)}
-    sizes = {shape[:2] for shape in cams.values()}
-    if len(sizes) > 1 or any(h != w for h, w in sizes):
-        from genba.errors import GenbaError
+    """The cameras, image size and depth a policy's input spec asks for (no cameras: nothing is rendered); a one-line
+    GenbaError naming both sides when it reads anything a genba env cannot give (checked before any episode)."""
+    from genba.errors import GenbaError
 
+    prefix, depth_prefix = keys.OBS_IMAGES + ".", keys.OBS_DEPTH + "."
+    for key, feat in policy.input_spec.features.items():
+        if feat.required and not _env_gives(key, feat):
+            from genba.policies.contract import policy_name
+
+            dims = "x".join(str(n) for n in feat.shape)
+            raise GenbaError(
+                f"{policy_name(policy)} reads {key} {feat.dtype}" + (f"[{dims}]" if dims else "")
+                + f"; a genba env gives {_env_gives_text()}"
+            )  # fmt: skip
+    images = {
+        k: f.shape
+        for k, f in policy.input_spec.features.items()
+        if k.startswith((prefix, depth_prefix)) and _env_gives(k, f)  # an optional camera the env lacks: not given
+    }
+    cams = list(dict.fromkeys(k.split(".", 2)[2] for k in images))
+    sizes = {shape[:2] for shape in images.values()}
+    if len(sizes) > 1 or any(h != w for h, w in sizes):
         raise GenbaError(
             f"the policy asks for images of shapes {sorted(sizes)}; genba's cameras render one square size"
         )
-    return {"cameras": list(cams), **({"image_size": sizes.pop()[0]} if sizes else {})}
+    depth = any(k.startswith(depth_prefix) for k in images)
+    return {"cameras": cams, **({"image_size": sizes.pop()[0]} if sizes else {}), **({"depth": True} if depth else {})}
+
+
+def _env_gives_text() -> str:
+    from genba.sim.scene import ENV_STATE_DIM
+
+    cams = ",".join(keys.CAMERAS)
+    return (
+        f"{keys.OBS_STATE} float32[{len(keys.JOINTS)}], {keys.OBS_ENV_STATE} float32[{ENV_STATE_DIM}], "
+        f"{keys.TASK} str, {keys.OBS_IMAGES}.{{{cams}}} uint8[SxSx3], {keys.OBS_DEPTH}.{{{cams}}} float32[SxSx1]"
+    )
+
+
+def _env_gives(key: str, feat: Any) -> bool:
+    """Whether a genba env (genba.sim.arm.SimArm.observe) can give feature `key` as the policy declares it."""
+    from genba.sim.scene import ENV_STATE_DIM
+
+    if key == keys.TASK:
+        return feat.dtype == "str"
+    if key in (keys.OBS_STATE, keys.OBS_ENV_STATE):
+        dim = len(keys.JOINTS) if key == keys.OBS_STATE else ENV_STATE_DIM
+        return feat.dtype.startswith("float") and tuple(feat.shape) == (dim,)
+    for prefix, dtype, channels in ((keys.OBS_IMAGES, "uint8", 3), (keys.OBS_DEPTH, "float32", 1)):
+        if key.startswith(prefix + "."):
+            camera = key[len(prefix) + 1 :]
+            return camera in keys.CAMERAS and feat.dtype == dtype and len(feat.shape) == 3 and feat.shape[2] == channels
+    return False
 
 
 def run_eval(cfg: EvalConfig) -> dict:

@@ -10,6 +10,11 @@
 contract (genba.policies.contract: `input_spec`, `action_spec`, `reset()`, `infer(obs)`); it is constructed with
 the options that were given and that its `__init__` names (task, cameras, image_size, horizon, seed, fps). The
 module must be importable (installed, or on PYTHONPATH).
+
+A LeRobot policy checkpoint is `lerobot:<folder>` (a pretrained_model folder, or a lerobot-train / `genba baseline`
+run folder: its last checkpoint), loaded with its processors by genba.policies.lerobot; options horizon, fps and
+device (cpu, cuda, auto) reach it. The `lerobot:` prefix is read before `module.path:ClassName`: it always names a
+checkpoint, never the `lerobot` package (whose classes are not genba policies).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from typing import Any
 from genba.errors import GenbaError
 from genba.io import one_line
 from genba.policies.contract import Policy, check_policy
+
+LEROBOT_PREFIX = "lerobot:"  # policy=lerobot:<checkpoint folder>; = genba.policies.lerobot.PREFIX
 
 
 def _scripted(task: str | None = None, fps: float = 10.0, seed: int | None = None, **_: Any) -> Callable[[], Policy]:
@@ -67,13 +74,35 @@ def policy_factory(policy: str, **options: Any) -> Callable[[], Policy]:
     """A zero-argument constructor for `policy` (a built-in name or `module.path:ClassName`). Options that are None
     are not passed: the policy's own defaults hold."""
     options = {k: v for k, v in options.items() if v is not None}
+    if policy.startswith(LEROBOT_PREFIX):
+        return _lerobot(policy[len(LEROBOT_PREFIX) :], options)
     if ":" in policy:
         return _user_class(policy, options)
     if policy in BUILTIN:
         return BUILTIN[policy][0](**options)
     raise GenbaError(
-        f"unknown policy {policy!r} (valid: {', '.join(BUILTIN)}, or module.path:ClassName for a class of yours)"
+        f"unknown policy {policy!r} (valid: {', '.join(BUILTIN)}, or module.path:ClassName for a class of yours, "
+        f"or {LEROBOT_PREFIX}<folder> for a LeRobot checkpoint)"
     )
+
+
+def _lerobot(path: str, options: dict[str, Any]) -> Callable[[], Policy]:
+    """A LeRobot checkpoint (genba.policies.lerobot); lerobot itself is imported only here, when one is named."""
+    if not path.strip():
+        raise GenbaError(f"policy={LEROBOT_PREFIX} needs a checkpoint folder: policy={LEROBOT_PREFIX}<path>")
+    from genba.policies.lerobot import LeRobotPolicy
+
+    kwargs = {k: options[k] for k in ("device", "horizon", "fps") if k in options}
+
+    def make() -> Policy:
+        return check_policy(LeRobotPolicy(path, **kwargs))
+
+    first = [make()]  # load (and fail) now, before any client or episode; later calls load another instance
+
+    def factory() -> Policy:
+        return first.pop() if first else make()
+
+    return factory
 
 
 def _user_class(path: str, options: dict[str, Any]) -> Callable[[], Policy]:

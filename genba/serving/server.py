@@ -39,7 +39,8 @@ API_KEY_ENV = "GENBA_API_KEY"
 @dataclass
 class ServeConfig:
     policy: str = field(
-        default="scripted", metadata={"help": "scripted | linear | hold | random, or module.path:ClassName (yours)"}
+        default="scripted",
+        metadata={"help": "scripted | linear | hold | random | lerobot:<checkpoint folder> | module.path:ClassName"},
     )
     task: str = field(default="pick_place", metadata={"help": "task of the scripted expert (policy=scripted)"})
     host: str = field(default="127.0.0.1", metadata={"help": "address to bind; non-loopback needs api_key"})

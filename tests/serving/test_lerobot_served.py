@@ -1,0 +1,63 @@
+"""`genba serve policy=lerobot:<checkpoint>`: a LeRobot checkpoint served to the unmodified openpi-client."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import numpy as np
+from serving_harness import openpi
+
+from genba import keys
+from genba.policies.lerobot import LeRobotPolicy
+
+
+def driver_observations(spec: dict, n: int, seed: int = 0) -> list[dict]:
+    """The observations openpi_driver.py's roundtrip sends (its make_obs, same generator, same order)."""
+    rng, out = np.random.default_rng(seed), []
+    for _ in range(n):
+        obs = {}
+        for key, feat in spec.items():
+            if feat["dtype"] == "str":
+                obs[key] = "pick up the red cube"
+            elif feat["dtype"] == "uint8":
+                obs[key] = rng.integers(0, 256, size=feat["shape"], dtype=np.uint8)
+            else:
+                obs[key] = rng.uniform(-0.5, 0.5, size=feat["shape"]).astype(np.dtype(feat["dtype"]))
+        out.append(obs)
+    return out
+
+
+def test_genba_serve_a_lerobot_checkpoint_through_openpi_client(tiny_lerobot_run, tmp_path):
+    ckpt = tiny_lerobot_run["checkpoint"]
+    # CPU on both sides (device=auto would pick a GPU where there is one): the comparison below is then exact
+    env = {**os.environ, "GENBA_API_KEY": "", "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    # robot=none: no clipping to the genba arm's limits, so the served actions are the policy's own
+    cmd = [sys.executable, "-m", "genba", "serve", f"policy=lerobot:{ckpt}", "port=0", "robot=none",
+           f"out={tmp_path / 's.json'}"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = ""
+        while "listening on" not in line:
+            line = proc.stderr.readline()
+            assert line, f"server exited before listening: {proc.stderr.read()[-2000:]}"
+        assert "policy=lerobot-act" in line and "observation.images.front uint8[64x64x3]" in line
+        port = int(re.search(r"ws://127\.0\.0\.1:(\d+)", line).group(1))
+        result = openpi({"mode": "roundtrip", "host": "127.0.0.1", "port": port, "n": 3}, timeout=300)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    meta = result["metadata"]
+    assert meta["action_spec"]["shape"] == [10, 6]
+    assert meta["input_spec"][keys.image_key("wrist")] == {"dtype": "uint8", "shape": [64, 64, 3], "required": True}
+
+    local = LeRobotPolicy(ckpt, device="cpu")
+    sent = driver_observations(meta["input_spec"], 3)
+    for obs, echoed, got in zip(sent, result["sent"], result["got"], strict=True):
+        np.testing.assert_array_equal(obs[keys.OBS_STATE], np.asarray(echoed[keys.OBS_STATE], np.float32))
+        expected = local.infer(local.input_spec.validate(obs))[keys.ACTIONS]
+        assert got["dtype"] == "float32"
+        np.testing.assert_allclose(np.asarray(got["actions"]), expected, atol=1e-5)
