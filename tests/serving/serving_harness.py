@@ -4,9 +4,15 @@ Imported by the tests as a plain module (pytest puts this folder on sys.path; te
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -71,3 +77,37 @@ def rss_mb(pid: int, field: str = "VmRSS") -> float:
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     raise KeyError(field)
+
+
+@dataclass
+class Served:
+    """A `genba serve` process: its "listening on" line and port; after the block, its exit code and output."""
+
+    proc: subprocess.Popen
+    line: str
+    port: int
+    returncode: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+
+
+@contextlib.contextmanager
+def genba_serve(*overrides: str, cwd: Path = REPO, env: dict | None = None) -> Iterator[Served]:
+    """`genba serve port=0 <overrides>` as a user runs it (no API key from the environment), stopped with SIGTERM
+    at the end of the block, as Ctrl-C or a service manager would."""
+    env = {**os.environ, "GENBA_API_KEY": "", **(env or {})}
+    cmd = [sys.executable, "-m", "genba", "serve", "port=0", *overrides]
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = ""
+        while "listening on" not in line:
+            line = proc.stderr.readline() if proc.stderr else ""
+            if not line:
+                pytest.fail(f"genba serve exited before listening: {proc.stderr.read()[-2000:] if proc.stderr else ''}")
+        served = Served(proc, line, int(re.search(r"ws://127\.0\.0\.1:(\d+)", line).group(1)))
+        yield served
+        proc.send_signal(signal.SIGTERM)
+        served.stdout, served.stderr = proc.communicate(timeout=60)
+        served.returncode = proc.returncode
+    finally:
+        proc.kill()

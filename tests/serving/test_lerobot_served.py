@@ -1,13 +1,7 @@
 """`genba serve policy=lerobot:<checkpoint>`: a LeRobot checkpoint served to the unmodified openpi-client."""
 
-import os
-import re
-import signal
-import subprocess
-import sys
-
 import numpy as np
-from serving_harness import openpi
+from serving_harness import genba_serve, openpi
 
 from genba import keys
 from genba.policies.lerobot import LeRobotPolicy
@@ -31,25 +25,14 @@ def driver_observations(spec: dict, n: int, seed: int = 0) -> list[dict]:
 
 def test_genba_serve_a_lerobot_checkpoint_through_openpi_client(tiny_lerobot_run, tmp_path):
     ckpt = tiny_lerobot_run["checkpoint"]
-    # CPU on both sides (device=auto would pick a GPU where there is one): the comparison below is then exact
-    env = {**os.environ, "GENBA_API_KEY": "", "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
-    # robot=none: no clipping to the genba arm's limits, so the served actions are the policy's own
-    cmd = [sys.executable, "-m", "genba", "serve", f"policy=lerobot:{ckpt}", "port=0", "robot=none",
-           f"out={tmp_path / 's.json'}"]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        line = ""
-        while "listening on" not in line:
-            line = proc.stderr.readline()
-            assert line, f"server exited before listening: {proc.stderr.read()[-2000:]}"
-        assert "policy=lerobot-act" in line and "observation.images.front uint8[64x64x3]" in line
-        port = int(re.search(r"ws://127\.0\.0\.1:(\d+)", line).group(1))
-        result = openpi({"mode": "roundtrip", "host": "127.0.0.1", "port": port, "n": 3}, timeout=300)
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0
+    # CPU on both sides (device=auto would pick a GPU where there is one): the comparison below is then exact.
+    # robot=none: no clipping to the genba arm's limits, so the served actions are the policy's own.
+    env = {"HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    overrides = (f"policy=lerobot:{ckpt}", "robot=none", f"out={tmp_path / 's.json'}")
+    with genba_serve(*overrides, cwd=tmp_path, env=env) as served:
+        assert "policy=lerobot-act" in served.line and "observation.images.front uint8[64x64x3]" in served.line
+        result = openpi({"mode": "roundtrip", "host": "127.0.0.1", "port": served.port, "n": 3}, timeout=300)
+    assert served.returncode == 0
     meta = result["metadata"]
     assert meta["action_spec"]["shape"] == [10, 6]
     assert meta["input_spec"][keys.image_key("wrist")] == {"dtype": "uint8", "shape": [64, 64, 3], "required": True}

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 
@@ -16,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from serving_harness import REPO, openpi, start
+from serving_harness import genba_serve, openpi, start
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -228,29 +223,13 @@ def test_unknown_policy_names_the_valid_ones():
 
 def test_genba_serve_command_starts_serves_and_stops_gracefully(tmp_path):
     out = tmp_path / "serve.json"
-    env = {**os.environ, "GENBA_API_KEY": ""}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "genba", "serve", "policy=linear", "port=0", "horizon=3", f"out={out}"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        line = ""
-        while "listening on" not in line:
-            line = proc.stderr.readline()
-            assert line, "server exited before listening"
+    with genba_serve("policy=linear", "horizon=3", f"out={out}") as served:
+        line = served.line
         assert "policy=linear" in line and "observation.state float32[6]" in line and "auth=off" in line
-        port = int(re.search(r"ws://127\.0\.0\.1:(\d+)", line).group(1))
-        result = openpi({"mode": "roundtrip", "host": "127.0.0.1", "port": port, "n": 2})
+        result = openpi({"mode": "roundtrip", "host": "127.0.0.1", "port": served.port, "n": 2})
         assert np.asarray(result["got"][0]["actions"]).shape == (3, 6)
-        proc.send_signal(signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, stderr
+    port, stdout, stderr = served.port, served.stdout, served.stderr
+    assert served.returncode == 0, stderr
     assert stdout.strip().splitlines()[-1] == str(out)
     summary = json.loads(out.read_text())
     assert summary["requests"] == 2 and summary["policy"] == "linear" and "api_key" not in summary["config"]
