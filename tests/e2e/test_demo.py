@@ -16,7 +16,7 @@ pytestmark = pytest.mark.xdist_group("e2e")
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    argv = ["demo", f"out={out}", "episodes=2", "image_size=48", "workers=1", "lang=ja"]
+    argv = ["demo", f"out={out}", "episodes=2", "image_size=48", "workers=1", "lang=ja", "eval_episodes=3"]
     assert main(argv) == 0
     return out, json.loads((out / "summary.json").read_text()), argv
 
@@ -84,3 +84,13 @@ def test_demo_bad_input_is_one_line_before_any_work(tmp_path, capsys, override, 
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
     assert not out.exists()
+
+
+def test_demo_evaluates_the_expert_on_held_out_seeds(demo):
+    from genba.datasets.commit import read_all_episode_meta
+
+    out, summary, _ = demo
+    evaluated = summary["eval"]
+    assert evaluated["episodes"] == 3 and evaluated["successes"] == 3 and evaluated["ci95"][1] == 1.0
+    trained_on = {record["seed"] for record in read_all_episode_meta(out / "dataset")}
+    assert len(trained_on) == 2 and not trained_on & {e["seed"] for e in evaluated["per_episode"]}
