@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -45,7 +46,11 @@ def lerobot_cli(name: str, *args: str, cwd: Path | None = None) -> str:
         [exe, *args], capture_output=True, text=True, timeout=CLI_TIMEOUT_S, cwd=cwd, env=env, check=False
     )
     out = done.stdout + done.stderr
-    assert done.returncode == 0, f"{name} {' '.join(args)} exited {done.returncode}:\n{out[-3000:]}"
+    # lerobot 0.6.1's tools now and then abort at interpreter exit, after their work is written, on a C++ thread still
+    # running (seen once in CI on delete_episodes: "Dataset saved", then SIGABRT). Accepted only in exactly that form;
+    # every caller then checks what the tool wrote.
+    aborted_at_exit = done.returncode == -signal.SIGABRT and "terminate called without an active exception" in out
+    assert done.returncode == 0 or aborted_at_exit, f"{name} {' '.join(args)} exited {done.returncode}:\n{out[-3000:]}"
     return out
 
 
