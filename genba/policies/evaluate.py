@@ -73,21 +73,23 @@ def env_options(policy: Any) -> dict[str, Any]:
     """The cameras, image size and depth a policy's input spec asks for (no cameras: nothing is rendered); a one-line
     GenbaError naming both sides when it reads anything a genba env cannot give (checked before any episode)."""
     from genba.errors import GenbaError
+    from genba.sim.arm import PROVIDES, provides
 
     prefix, depth_prefix = keys.OBS_IMAGES + ".", keys.OBS_DEPTH + "."
     for key, feat in policy.input_spec.features.items():
-        if feat.required and not _env_gives(key, feat):
+        if feat.required and not provides(key, feat.dtype, feat.shape):
             from genba.policies.contract import policy_name
 
             dims = "x".join(str(n) for n in feat.shape)
             raise GenbaError(
                 f"{policy_name(policy)} reads {key} {feat.dtype}" + (f"[{dims}]" if dims else "")
-                + f"; a genba env gives {_env_gives_text()}"
+                + f"; a genba env gives {PROVIDES}"
             )  # fmt: skip
     images = {
         k: f.shape
         for k, f in policy.input_spec.features.items()
-        if k.startswith((prefix, depth_prefix)) and _env_gives(k, f)  # an optional camera the env lacks: not given
+        if k.startswith((prefix, depth_prefix))
+        and provides(k, f.dtype, f.shape)  # an optional camera it lacks: not given
     }
     cams = list(dict.fromkeys(k.split(".", 2)[2] for k in images))
     sizes = {shape[:2] for shape in images.values()}
@@ -97,32 +99,6 @@ def env_options(policy: Any) -> dict[str, Any]:
         )
     depth = any(k.startswith(depth_prefix) for k in images)
     return {"cameras": cams, **({"image_size": sizes.pop()[0]} if sizes else {}), **({"depth": True} if depth else {})}
-
-
-def _env_gives_text() -> str:
-    from genba.sim.scene import ENV_STATE_DIM
-
-    cams = ",".join(keys.CAMERAS)
-    return (
-        f"{keys.OBS_STATE} float32[{len(keys.JOINTS)}], {keys.OBS_ENV_STATE} float32[{ENV_STATE_DIM}], "
-        f"{keys.TASK} str, {keys.OBS_IMAGES}.{{{cams}}} uint8[SxSx3], {keys.OBS_DEPTH}.{{{cams}}} float32[SxSx1]"
-    )
-
-
-def _env_gives(key: str, feat: Any) -> bool:
-    """Whether a genba env (genba.sim.arm.SimArm.observe) can give feature `key` as the policy declares it."""
-    from genba.sim.scene import ENV_STATE_DIM
-
-    if key == keys.TASK:
-        return feat.dtype == "str"
-    if key in (keys.OBS_STATE, keys.OBS_ENV_STATE):
-        dim = len(keys.JOINTS) if key == keys.OBS_STATE else ENV_STATE_DIM
-        return feat.dtype.startswith("float") and tuple(feat.shape) == (dim,)
-    for prefix, dtype, channels in ((keys.OBS_IMAGES, "uint8", 3), (keys.OBS_DEPTH, "float32", 1)):
-        if key.startswith(prefix + "."):
-            camera = key[len(prefix) + 1 :]
-            return camera in keys.CAMERAS and feat.dtype == dtype and len(feat.shape) == 3 and feat.shape[2] == channels
-    return False
 
 
 def run_eval(cfg: EvalConfig) -> dict:

@@ -3,7 +3,8 @@
 It is what the episode loop (genba.policies.rollout) drives in simulation, and what the robot client drives when a
 simulated arm stands in for a real one. It reports what a real cell could: joint positions, camera images (and depth
 when the env renders it), the instruction, and the object poses as `observation.environment_state` (LeRobot's name
-for privileged state; the scripted experts need it, a vision policy ignores it).
+for privileged state; the scripted experts need it, a vision policy ignores it). `provides(key, dtype, shape)` says
+whether it can give a feature a policy declares, so evaluation refuses a mismatched policy before any episode.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from genba import keys
+from genba.sim.scene import ENV_STATE_DIM
 
 
 class SimArm:
@@ -65,3 +67,24 @@ def policy_observation(obs: dict[str, Any], instruction: str) -> dict[str, Any]:
     for camera, depth in obs.get(keys.DEPTH, {}).items():
         out[keys.depth_key(camera)] = depth[..., None]  # (H, W, 1): LeRobot's depth feature shape
     return out
+
+
+def provides(key: str, dtype: str, shape: tuple[int, ...]) -> bool:
+    """Whether `observe()` can give feature `key` as (dtype, shape) declares it (any square image size)."""
+    if key == keys.TASK:
+        return dtype == "str"
+    if key in (keys.OBS_STATE, keys.OBS_ENV_STATE):
+        dim = len(keys.JOINTS) if key == keys.OBS_STATE else ENV_STATE_DIM
+        return dtype.startswith("float") and tuple(shape) == (dim,)
+    for prefix, kind, channels in ((keys.OBS_IMAGES, "uint8", 3), (keys.OBS_DEPTH, "float32", 1)):
+        if key.startswith(prefix + "."):
+            camera = key[len(prefix) + 1 :]
+            return camera in keys.CAMERAS and dtype == kind and len(shape) == 3 and shape[2] == channels
+    return False
+
+
+_CAMS = ",".join(keys.CAMERAS)
+PROVIDES = (  # what provides() accepts, in words, for error messages
+    f"{keys.OBS_STATE} float32[{len(keys.JOINTS)}], {keys.OBS_ENV_STATE} float32[{ENV_STATE_DIM}], {keys.TASK} str, "
+    f"{keys.OBS_IMAGES}.{{{_CAMS}}} uint8[SxSx3], {keys.OBS_DEPTH}.{{{_CAMS}}} float32[SxSx1]"
+)
