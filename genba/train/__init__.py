@@ -1,0 +1,10 @@
+"""Training shared by the world model and the VLA policy: one loop, one checkpoint format.
+
+    loop.py        train(cfg: TrainConfig, model, data) -> summary: AdamW, warm-up + cosine, clipping, bf16 on CUDA,
+                   EMA, evaluation, metrics.jsonl, checkpoints, NaN stop, exact resume
+    checkpoint.py  the checkpoint folder (config.json + model.safetensors + stats/split + trainer state), written
+                   atomically, loaded by kind from a registry (register_model, load_model); never pickle
+    state.py       optimizer state dicts and RNG states as safetensors tensors + JSON structure
+
+A model supplies only `loss(batch) -> (loss, {name: float})` and a `config` dataclass.
+"""
