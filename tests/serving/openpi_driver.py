@@ -1,7 +1,8 @@
 """Drives a genba server with the unmodified openpi-client package; runs INSIDE .venv-openpi-client (numpy<2).
 
 Usage: python openpi_driver.py '<json command>'; prints one JSON result line. Only openpi_client, numpy and the
-standard library are imported here: this file is never imported by genba or its tests.
+standard library are imported here. genba's tests import only `make_obs` (to rebuild what it sent); openpi_client
+is imported when a command runs.
 """
 
 import json
@@ -10,7 +11,6 @@ import threading
 import time
 
 import numpy as np
-from openpi_client import websocket_client_policy
 
 DTYPES = {"float32": np.float32, "float64": np.float64, "uint8": np.uint8, "int64": np.int64}
 
@@ -29,6 +29,8 @@ def make_obs(spec, rng):
 
 
 def connect(cmd):
+    from openpi_client import websocket_client_policy  # here, so that tests can import make_obs without it
+
     return websocket_client_policy.WebsocketClientPolicy(host=cmd["host"], port=cmd["port"], api_key=cmd.get("api_key"))
 
 

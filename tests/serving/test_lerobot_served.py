@@ -1,6 +1,7 @@
 """`genba serve policy=lerobot:<checkpoint>`: a LeRobot checkpoint served to the unmodified openpi-client."""
 
 import numpy as np
+from openpi_driver import make_obs
 from serving_harness import genba_serve, openpi
 
 from genba import keys
@@ -8,19 +9,9 @@ from genba.policies.lerobot import LeRobotPolicy
 
 
 def driver_observations(spec: dict, n: int, seed: int = 0) -> list[dict]:
-    """The observations openpi_driver.py's roundtrip sends (its make_obs, same generator, same order)."""
-    rng, out = np.random.default_rng(seed), []
-    for _ in range(n):
-        obs = {}
-        for key, feat in spec.items():
-            if feat["dtype"] == "str":
-                obs[key] = "pick up the red cube"
-            elif feat["dtype"] == "uint8":
-                obs[key] = rng.integers(0, 256, size=feat["shape"], dtype=np.uint8)
-            else:
-                obs[key] = rng.uniform(-0.5, 0.5, size=feat["shape"]).astype(np.dtype(feat["dtype"]))
-        out.append(obs)
-    return out
+    """The observations openpi_driver.py's roundtrip sends: its own make_obs, same generator, same order."""
+    rng = np.random.default_rng(seed)
+    return [make_obs(spec, rng) for _ in range(n)]
 
 
 def test_genba_serve_a_lerobot_checkpoint_through_openpi_client(tiny_lerobot_run, tmp_path):
