@@ -1,6 +1,7 @@
 """The one checkpoint format: a folder, written atomically, loaded by kind; never pickle.
 
-    <ckpt>/config.json          the model's typed config (a dataclass) as JSON, plus "kind" and "format"
+    <ckpt>/config.json          the model's typed config (a dataclass) as JSON, plus "kind", "format" and "module"
+                                (the class's module: a genba model's module is imported on load to register it)
     <ckpt>/model.safetensors    the weights (state_dict, shared tensors stored once)
     <ckpt>/stats.json           optional: normalization stats
     <ckpt>/split.json           optional: the data split
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import json
 import os
 import shutil
@@ -45,7 +47,7 @@ STATS = "stats.json"
 SPLIT = "split.json"
 TRAINER_TENSORS = "trainer.safetensors"
 TRAINER_META = "trainer.json"
-RESERVED = ("kind", "format")  # config.json keys that are not config fields
+RESERVED = ("kind", "format", "module")  # config.json keys that are not config fields
 
 # kind -> (model class, config dataclass)
 _REGISTRY: dict[str, tuple[type[nn.Module], type]] = {}
@@ -102,7 +104,8 @@ def save_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        _write(tmp / CONFIG, lambda p: p.write_text(dumps({"kind": kind, "format": FORMAT, **_to_json(config)})))
+        head = {"kind": kind, "format": FORMAT, "module": type(model).__module__}
+        _write(tmp / CONFIG, lambda p: p.write_text(dumps({**head, **_to_json(config)})))
         # save_model (not save_file) drops tied duplicates, which save_file refuses
         _write(tmp / WEIGHTS, lambda p: safetensors.torch.save_model(model, str(p), metadata={"kind": kind}))
         if stats is not None:
@@ -178,6 +181,10 @@ def read_config(path: str | Path, kind: str | None = None) -> tuple[str, Any]:
     found = meta["kind"]
     if kind is not None and found != kind:
         raise GenbaError(f"{path} is a {found!r} checkpoint, not {kind!r}")
+    module = meta.get("module", "")
+    if found not in _REGISTRY and isinstance(module, str) and module.startswith("genba."):
+        with contextlib.suppress(ImportError):  # genba's own model modules register their kind on import
+            importlib.import_module(module)
     if found not in _REGISTRY:
         raise GenbaError(f"{path} holds a model of kind {found!r}, which is not registered (known: {kinds()})")
     if meta.get("format", FORMAT) > FORMAT:
@@ -206,7 +213,7 @@ def load_model(
             if missing or unexpected:
                 raise GenbaError(
                     f"{path / WEIGHTS} does not fit {type(model).__name__}: "
-                    f"missing {missing[:3]}, unexpected {unexpected[:3]}"
+                    f"missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}"
                 )
     except GenbaError:
         raise

@@ -12,6 +12,18 @@ DataLoader; a shuffling DataLoader needs a seeded generator (`generator=torch.Ge
 resume can replay the epoch's order. Resume (`resume=True`, from `<out>/last`) restores weights, optimizer, EMA,
 step, the data position (the epoch's iterator rebuilt and the batches already consumed skipped) and the RNG states:
 on CPU the remaining losses and the final weights are bit-identical to an uninterrupted run.
+
+Several processes: `torchrun --nproc_per_node=N <the same command>` (e.g. `torchrun --nproc_per_node=2 -m genba
+train-worldmodel ...`) runs the same training with DistributedDataParallel (`genba.train.dist`): each process joins
+the process group (gloo on CPU, NCCL on CUDA, one GPU per process by LOCAL_RANK), every rank walks the same global
+sequence of batches and rank r takes batches r, r + N, r + 2N, ... of each epoch (a DataLoader or a sequence is split
+before loading, so each rank loads only its own), so one optimizer step consumes N batches: the effective batch is
+N x the batch size, and the gradient is the mean of the N ranks' (DDP), as one process would get on their
+concatenation. A trailing group of fewer than N batches is dropped. `data(epoch)` must give every rank the same
+sequence (seed it from the epoch; checked for plain iterators). Rank 0 alone writes metrics.jsonl, TensorBoard and
+checkpoints, shows the bar, calls `logger` and evaluates, while the others wait; the logged loss and metrics are the
+means over the ranks, and a NaN on any rank stops them all. A checkpoint keeps every rank's RNG states; resume needs
+the same N. Every rank returns the summary, so a command writes its own summary on rank 0 only (`dist.is_main()`).
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ from tqdm import tqdm
 from genba.errors import GenbaError
 from genba.io import atomic_write, check_writable, dumps
 from genba.train import checkpoint as ckpt
+from genba.train import dist
 from genba.train.state import flatten, rng_state, set_rng_state, unflatten
 
 LAST, BEST, METRICS = "last", "best", "metrics.jsonl"
@@ -118,30 +131,42 @@ def train(
     stats: dict | None = None,
     split: dict | None = None,
 ) -> dict:
-    """Train `model` on `data` for cfg.steps (or up to cfg.stop_at); returns a summary dict.
+    """Train `model` on `data` for cfg.steps (or up to cfg.stop_at); returns a summary dict (on every rank).
 
     val: re-iterable validation batches (mean of `model.loss` under no_grad), or evaluate(model) -> metrics.
-    logger: called with every record written to metrics.jsonl. stats / split go into every checkpoint.
+    logger: called with every record written to metrics.jsonl (on rank 0). stats / split go into every checkpoint.
     """
-    out = Path(cfg.out)
-    last = out / LAST
-    ckpt.recover(last)
-    if last.exists() and not cfg.resume:
-        raise GenbaError(f"{last} exists; pass resume=True to continue it, or choose another out")
     device = torch.device(
         "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device.replace("auto", "cpu")
     )
+    device = dist.device_for(device)  # cuda:LOCAL_RANK under torchrun
+    dist.init_if_needed(device)  # joins torchrun's process group once per process; a no-op in a single process
+    rank, world = dist.world()
+    main = rank == 0
+    out = Path(cfg.out)
+    last = out / LAST
+    if main:
+        ckpt.recover(last)
+    dist.barrier()
+    if last.exists() and not cfg.resume:
+        raise GenbaError(f"{last} exists; pass resume=True to continue it, or choose another out")
     kind = ckpt.kind_of(model)  # fail before any work when the model cannot be checkpointed
-    _seed(cfg.seed)
+    _seed(cfg.seed)  # the same on every rank: a data(epoch) drawing from the global RNGs gives every rank one stream
     model.to(device)
     opt = make_optimizer(model, cfg)
     ema = {k: v.detach().clone().float() for k, v in model.state_dict().items()} if cfg.ema else None
     gens = _generators(data)
+    # `consumed` counts this epoch's optimizer steps; each takes `world` batches of the epoch's global sequence
     step, epoch, consumed, best, resumed = 0, 0, 0, math.inf, None
     epoch_gen_state: list[torch.Tensor] = [g.get_state() for g in gens]
     saved_rng = None
     if cfg.resume and last.is_dir():
         tensors, meta = ckpt.load_trainer(last)
+        if meta.get("world_size", 1) != world:
+            raise GenbaError(
+                f"{last} was trained by {meta.get('world_size', 1)} processes, this run has {world}: resume it with "
+                "as many (the batch of a step and the position in the data depend on it)"
+            )
         trained, _ = ckpt.load_model(last, kind=kind, device=device)
         if getattr(model, "config", None) != trained.config:
             raise GenbaError(f"{last} was trained with another config ({trained.config}); build the model from it")
@@ -149,44 +174,57 @@ def train(
         opt.load_state_dict(unflatten(meta["optimizer"], tensors))
         if ema is not None:
             ema = {k: tensors[f"ema.{k}"].to(device) if f"ema.{k}" in tensors else v for k, v in ema.items()}
-        step, epoch, consumed, best = meta["step"], meta["epoch"], meta["batch_in_epoch"], meta.get("best", math.inf)
+        step, epoch, best = meta["step"], meta["epoch"], meta.get("best", math.inf)
+        consumed = meta["batch_in_epoch"] // world
         epoch_gen_state = [tensors[f"data.generator.{i}"] for i in range(len(gens))]
-        saved_rng, resumed = tensors, str(last)
-    _trim_metrics(out / METRICS, step)
+        own = {k.removeprefix(f"rank{rank}."): v for k, v in tensors.items() if k.startswith(f"rank{rank}.rng.")}
+        saved_rng, resumed = own or tensors, str(last)
+    if main:
+        _trim_metrics(out / METRICS, step)
     end = min(cfg.steps, cfg.stop_at or cfg.steps)
+    loss_of = model.loss if world == 1 else dist.wrap(model, device)  # DDP averages the gradients over the ranks
 
     # The epoch's iterator is rebuilt from the generator state at its start and the consumed batches skipped; the
     # global RNGs are restored only after that, since building or skipping may draw from them.
     for g, s in zip(gens, epoch_gen_state, strict=True):
         g.set_state(s)
-    batches = _skip(iter(_epoch(data, epoch)), consumed)
+    batches = _skip(iter(dist.shard(_epoch(data, epoch), rank, world)), consumed)
     if saved_rng is not None:
         set_rng_state(saved_rng)
 
     def save(path: Path, trainer: bool) -> None:
-        tensors: dict[str, torch.Tensor] = {}
-        meta = None
-        if trainer:
-            meta = {
-                "step": step,
-                "epoch": epoch,
-                "batch_in_epoch": consumed,
-                "best": best,
-                "metrics": record,
-                "config": dataclasses.asdict(cfg),
-                "optimizer": flatten(opt.state_dict(), "optim", tensors),
-            }
-            tensors |= rng_state()
-            tensors |= {f"data.generator.{i}": s for i, s in enumerate(epoch_gen_state)}
-            tensors |= {f"ema.{k}": v.detach().cpu().clone() for k, v in (ema or {}).items()}
-        ckpt.save_checkpoint(
-            path, model, stats=stats, split=split, trainer_tensors=tensors if trainer else None, trainer_meta=meta
-        )
+        """Rank 0 writes; every rank hands over its RNG states and waits until the folder is in place."""
+        ranks = dist.all_gather(rng_state()) if trainer and world > 1 else []
+        if main:
+            tensors: dict[str, torch.Tensor] = {}
+            meta = None
+            if trainer:
+                meta = {
+                    "step": step,
+                    "epoch": epoch,
+                    "batch_in_epoch": consumed * world,  # global batches of the epoch consumed
+                    "best": best,
+                    "metrics": record,
+                    "config": dataclasses.asdict(cfg),
+                    "optimizer": flatten(opt.state_dict(), "optim", tensors),
+                }
+                if world > 1:
+                    meta["world_size"] = world
+                tensors |= rng_state()
+                tensors |= {f"rank{r}.{k}": v for r, states in enumerate(ranks) if r for k, v in states.items()}
+                tensors |= {f"data.generator.{i}": s for i, s in enumerate(epoch_gen_state)}
+                tensors |= {f"ema.{k}": v.detach().cpu().clone() for k, v in (ema or {}).items()}
+            ckpt.save_checkpoint(
+                path, model, stats=stats, split=split, trainer_tensors=tensors if trainer else None, trainer_meta=meta
+            )
+        dist.barrier()
 
-    tb = _tensorboard(out)
+    tb = _tensorboard(out) if main else None
     record: dict = {}
     start, last_loss = time.perf_counter(), math.nan
-    bar = tqdm(total=end, initial=step, file=sys.stderr, disable=not cfg.progress, dynamic_ncols=True, desc="train")
+    bar = tqdm(
+        total=end, initial=step, file=sys.stderr, disable=not (cfg.progress and main), dynamic_ncols=True, desc="train"
+    )
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     try:
         while step < end:
@@ -195,17 +233,21 @@ def train(
             except StopIteration:
                 epoch, consumed = epoch + 1, 0
                 epoch_gen_state = [g.get_state() for g in gens]
-                batches = iter(_epoch(data, epoch))
+                batches = iter(dist.shard(_epoch(data, epoch), rank, world))
                 batch = next(batches, None)
                 if batch is None:
-                    raise GenbaError(f"data gave no batches for epoch {epoch}") from None
+                    need = f" (at least {world}: one per process)" if world > 1 else ""
+                    raise GenbaError(f"data gave no batches for epoch {epoch}{need}") from None
             lr = lr_at(step, cfg)
             for group in opt.param_groups:
                 group["lr"] = lr
             model.train()
             with autocast:
-                loss, metrics = model.loss(_to(batch, device))
+                loss, metrics = loss_of(_to(batch, device))
             value = float(loss.detach())
+            if world > 1:  # the mean over ranks, so that a NaN on any rank stops them all at the same step
+                value, *means = dist.all_reduce_mean([value, *(float(v) for v in metrics.values())])
+                metrics = dict(zip(metrics, means, strict=True))
             if not math.isfinite(value):
                 raise GenbaError(f"loss is {value} at step {step + 1}; the last good checkpoint is {last}")
             opt.zero_grad(set_to_none=True)
@@ -227,13 +269,17 @@ def train(
                     "metrics": {k: float(v) for k, v in metrics.items()},
                     "seconds": round(time.perf_counter() - start, 4),
                 }
-                _log(out, record, logger, tb)
+                if main:
+                    _log(out, record, logger, tb)
                 bar.set_postfix(loss=f"{value:.4g}", lr=f"{lr:.3g}", refresh=False)
             if cfg.eval_every and (step % cfg.eval_every == 0 or step == end) and (val is not None or evaluate):
-                result = _evaluate(model, val, evaluate, device, autocast)
-                _log(out, {"step": step, "val": result}, logger, tb)
-                if result.get("loss", math.inf) < best:
-                    best = result["loss"]
+                # rank 0 evaluates (an evaluate() with side effects runs once); the others wait for its loss
+                result = _evaluate(model, val, evaluate, device, autocast) if main else {}
+                if main:
+                    _log(out, {"step": step, "val": result}, logger, tb)
+                loss_val = dist.broadcast(result.get("loss", math.inf))
+                if loss_val < best:
+                    best = loss_val
                     save(out / BEST, trainer=False)
             if step == end or (cfg.save_every and step % cfg.save_every == 0):
                 save(last, trainer=True)
@@ -251,6 +297,7 @@ def train(
         "seconds": round(time.perf_counter() - start, 3),
         "device": str(device),
         "kind": kind,
+        "world_size": world,
     }
 
 
