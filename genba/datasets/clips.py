@@ -98,6 +98,13 @@ class ClipConfig:
 _INT_KEYS = ("episode_index", "frame_index", "index")
 
 
+def _short_name(key: str) -> str:
+    """A camera's name in the sample: observation.images.front -> front; a lone observation.image -> image."""
+    if key.startswith(keys.OBS_IMAGES + "."):
+        return key.removeprefix(keys.OBS_IMAGES + ".")
+    return key.removeprefix(keys.OBSERVATION + ".")
+
+
 class ClipBatch(list):
     """The samples of a batch, plus the batch already collated (ClipDataset.__getitems__ -> collate_clips)."""
 
@@ -200,7 +207,7 @@ class ClipDataset:
     def _select_cameras(self) -> dict[str, str]:
         rgb = [k for k in self.meta.video_keys if k not in self.meta.depth_keys]
         images_only = [k for k in self.meta.image_keys if k not in self.meta.video_keys]
-        short = {k.removeprefix(keys.OBS_IMAGES + "."): k for k in rgb}
+        short = {_short_name(k): k for k in rgb}
         wanted = self.cfg.cameras or list(short)
         chosen: dict[str, str] = {}
         for cam in wanted:
@@ -210,7 +217,7 @@ class ClipDataset:
                     raise GenbaError(f"camera {cam!r} of {self.root} is stored as PNG images, not video (unsupported)")
                 valid = ", ".join(short) or "none"
                 raise GenbaError(f"camera {cam!r} is not a video feature of {self.root} (valid: {valid})")
-            chosen[key.removeprefix(keys.OBS_IMAGES + ".")] = key
+            chosen[_short_name(key)] = key
         renames = dict(item.split(":") for item in self.cfg.rename)
         unknown = [old for old in renames if old not in chosen]
         if unknown:
