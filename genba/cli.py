@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import re
 import sys
 import time
@@ -79,6 +80,18 @@ COMMANDS: dict[str, Command] = {
             "genba.policies.baseline:run_baseline",
         ),
         Command(
+            "train-worldmodel",
+            "train the world model (frames + joint state, action-conditioned) on any LeRobotDataset v3",
+            "genba.worldmodel.train_command:TrainWorldModelConfig",
+            "genba.worldmodel.train_command:run_train_worldmodel",
+        ),
+        Command(
+            "eval-worldmodel",
+            "a world model's open-loop rollouts on held-out episodes: PSNR, SSIM, state error vs baselines",
+            "genba.worldmodel.evaluate:EvalWorldModelConfig",
+            "genba.worldmodel.evaluate:run_eval_worldmodel",
+        ),
+        Command(
             "bench data",
             "clip loading samples/s: genba's pipeline vs lerobot's LeRobotDataset on the same clips",
             "genba.datasets.bench:BenchDataConfig",
@@ -95,6 +108,12 @@ COMMANDS: dict[str, Command] = {
             "spatiotemporal attention kernel: ms and useful TFLOP/s per backend (triton needs CUDA)",
             "genba.kernels.bench:BenchAttentionConfig",
             "genba.kernels.bench:run_bench_attention",
+        ),
+        Command(
+            "bench worldmodel",
+            "world-model training samples/s (and MFU on CUDA) and rollout frames/s of a preset",
+            "genba.worldmodel.bench:BenchWorldModelConfig",
+            "genba.worldmodel.bench:run_bench_worldmodel",
         ),
         Command(
             "bench serve",
@@ -139,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         summary = command.load("run")(cfg)
         summary.setdefault("seconds", round(time.perf_counter() - started, 3))
         summary["command"] = f"genba {name} " + " ".join(_mask_secrets(argv))
+        if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 alone writes and prints the summary
+            return 0
         write_json(summary_path, summary, indent=2)
     except GenbaError as e:
         print(f"genba {name}: error: {e}", file=sys.stderr)

@@ -1,0 +1,185 @@
+"""The language-vision backbone shared by the world model and the policies: a timm ViT over camera frames, a
+transformer over UTF-8 bytes for instructions, and a SigLIP-style sigmoid contrastive loss that ties the two.
+
+    backbone = Backbone(BackboneConfig(image_size=64, patch_size=16, width=128, depth=2))
+    tokens = backbone.encode_images(frames)          # (B, 3, H, W) uint8 -> (B, P, width)
+    img = backbone.image_embedding([tokens_front, tokens_wrist])   # -> (B, embed_dim), unit norm
+    txt = backbone.text_embedding(backbone.encode_text(["put the red cube in the blue bin", "赤い..."]))
+    loss = backbone.contrastive_loss(img, txt, same=(tasks_i == tasks_j))
+
+Nothing is downloaded: the ViT is built with random weights (`weights=` loads a local safetensors file of a timm
+ViT when a user has one; the position embedding is resampled when the grid differs). The text encoder reads raw
+UTF-8 bytes, so English and Japanese need no vocabulary. SigLIP (Zhai et al. 2023): every image-text pair of the
+batch is a binary classification, positive where the instructions are the same string, with a learned temperature
+and bias (initialized at log 10 and -10 as in the paper).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genba.errors import GenbaError
+from genba.io import one_line
+
+BYTE_PAD = 256  # byte values are 0..255; 256 pads
+
+
+@dataclass
+class BackboneConfig:
+    image_size: int = 64  # frames are resized to this square size before the ViT
+    patch_size: int = 16
+    width: int = 128  # ViT width
+    depth: int = 2
+    heads: int = 4
+    text_width: int = 128
+    text_depth: int = 2
+    text_heads: int = 4
+    text_max_bytes: int = 96  # longer instructions are cut (a Japanese character is 3 bytes)
+    embed_dim: int = 128  # the shared image-text space of the contrastive loss
+    weights: str = ""  # optional local .safetensors of a timm ViT with this shape (nothing is downloaded)
+
+    def __post_init__(self) -> None:
+        if self.image_size % self.patch_size:
+            raise GenbaError(f"image_size={self.image_size} is not a multiple of patch_size={self.patch_size}")
+        for name, heads in (("width", self.heads), ("text_width", self.text_heads)):
+            if getattr(self, name) % heads:
+                raise GenbaError(f"{name}={getattr(self, name)} is not divisible by its heads ({heads})")
+
+    @property
+    def patches(self) -> int:
+        """P: tokens per frame out of the ViT."""
+        return (self.image_size // self.patch_size) ** 2
+
+
+class TextEncoder(nn.Module):
+    """UTF-8 bytes -> token features (B, Lt, text_width) and a mean-pooled vector (B, text_width)."""
+
+    def __init__(self, cfg: BackboneConfig) -> None:
+        super().__init__()
+        self.max_bytes = cfg.text_max_bytes
+        self.embed = nn.Embedding(BYTE_PAD + 1, cfg.text_width, padding_idx=BYTE_PAD)
+        self.pos = nn.Parameter(torch.zeros(cfg.text_max_bytes, cfg.text_width))
+        nn.init.trunc_normal_(self.pos, std=0.02)
+        layer = nn.TransformerEncoderLayer(
+            cfg.text_width, cfg.text_heads, 4 * cfg.text_width, dropout=0.0, batch_first=True, norm_first=True
+        )
+        self.blocks = nn.TransformerEncoder(layer, cfg.text_depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(cfg.text_width)
+
+    def tokenize(self, texts: list[str], device: torch.device | str = "cpu") -> torch.Tensor:
+        """texts -> (B, Lt) int64 byte ids, padded with BYTE_PAD; Lt = the longest, at most text_max_bytes."""
+        raw = [t.encode("utf-8")[: self.max_bytes] or b" " for t in texts]
+        ids = torch.full((len(raw), max(len(r) for r in raw)), BYTE_PAD, dtype=torch.long)
+        for i, r in enumerate(raw):
+            ids[i, : len(r)] = torch.frombuffer(bytearray(r), dtype=torch.uint8).long()
+        return ids.to(device)
+
+    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """ids (B, Lt) -> (tokens (B, Lt, text_width), pooled (B, text_width))."""
+        pad = ids == BYTE_PAD  # (B, Lt)
+        x = self.embed(ids) + self.pos[: ids.shape[1]]
+        x = self.norm(self.blocks(x, src_key_padding_mask=pad))
+        keep = (~pad).unsqueeze(-1).to(x.dtype)  # (B, Lt, 1)
+        pooled = (x * keep).sum(1) / keep.sum(1).clamp(min=1.0)
+        return x, pooled
+
+
+def vision_transformer(cfg: BackboneConfig) -> nn.Module:
+    """timm's VisionTransformer without class token or head: (B, 3, H, W) -> (B, P, width) via forward_features."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    vit = VisionTransformer(
+        img_size=cfg.image_size,
+        patch_size=cfg.patch_size,
+        embed_dim=cfg.width,
+        depth=cfg.depth,
+        num_heads=cfg.heads,
+        num_classes=0,
+        global_pool="",
+        class_token=False,
+        no_embed_class=True,
+    )
+    if cfg.weights:
+        load_vit_weights(vit, cfg.weights, cfg.image_size // cfg.patch_size)
+    return vit
+
+
+def load_vit_weights(vit: nn.Module, path: str, grid: int) -> None:
+    """A local safetensors state dict of a timm ViT into `vit` (head and class token dropped, position embedding
+    resampled to the grid); one line when the file is missing or does not fit."""
+    import safetensors.torch
+    from timm.layers import resample_abs_pos_embed
+
+    file = Path(path).expanduser()
+    if not file.is_file() or file.suffix != ".safetensors":
+        raise GenbaError(f"backbone weights={path}: need an existing .safetensors file (never a pickle)")
+    try:
+        state = safetensors.torch.load_file(str(file))
+    except Exception as e:  # a truncated or foreign file
+        raise GenbaError(f"cannot read backbone weights {file}: {one_line(e)}") from None
+    state = {k: v for k, v in state.items() if not k.startswith(("head.", "cls_token", "fc_norm."))}
+    if "pos_embed" in state:
+        pos = state["pos_embed"]
+        extra = pos.shape[1] - math.isqrt(pos.shape[1]) ** 2  # class/register tokens stored in front
+        state["pos_embed"] = resample_abs_pos_embed(pos[:, extra:], new_size=[grid, grid], num_prefix_tokens=0)
+    try:
+        missing, unexpected = vit.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # a tensor of another shape
+        raise GenbaError(f"backbone weights {file} do not fit the ViT: {one_line(e)[:300]}") from None
+    if missing or unexpected:
+        raise GenbaError(
+            f"backbone weights {file} do not fit the ViT: missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
+
+
+class Backbone(nn.Module):
+    """Vision encoder + text encoder + projections into one embedding space, and the contrastive loss."""
+
+    def __init__(self, cfg: BackboneConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.vision = vision_transformer(cfg)
+        self.text = TextEncoder(cfg)
+        self.image_proj = nn.Linear(cfg.width, cfg.embed_dim)
+        self.text_proj = nn.Linear(cfg.text_width, cfg.embed_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+        self.logit_bias = nn.Parameter(torch.tensor(-10.0))
+
+    def encode_images(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames (B, 3, H, W) uint8 (or float in [0, 1]) -> patch tokens (B, P, width)."""
+        x = frames.float() / 255.0 if frames.dtype == torch.uint8 else frames
+        if x.shape[-1] != self.cfg.image_size or x.shape[-2] != self.cfg.image_size:
+            x = F.interpolate(x, size=(self.cfg.image_size,) * 2, mode="bilinear", antialias=True, align_corners=False)
+        return self.vision.forward_features((x - 0.5) / 0.5)
+
+    def encode_text(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """instructions -> (tokens (B, Lt, text_width), pooled (B, text_width))."""
+        return self.text(self.text.tokenize(texts, self.logit_scale.device))
+
+    def image_embedding(self, tokens: list[torch.Tensor]) -> torch.Tensor:
+        """Each camera's patch tokens (B, P, width) -> one unit vector (B, embed_dim) for the scene."""
+        pooled = torch.stack([t.mean(1) for t in tokens]).mean(0)  # (B, width)
+        return F.normalize(self.image_proj(pooled), dim=-1)
+
+    def text_embedding(self, pooled: torch.Tensor) -> torch.Tensor:
+        """pooled text features (B, text_width) -> unit vector (B, embed_dim)."""
+        return F.normalize(self.text_proj(pooled), dim=-1)
+
+    def contrastive_loss(self, img: torch.Tensor, txt: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
+        """SigLIP's sigmoid loss: img, txt (B, E) unit vectors; same (B, B) bool, True where pair (i, j) matches."""
+        logits = img @ txt.T * self.logit_scale.exp() + self.logit_bias  # (B, B)
+        labels = same.to(logits.dtype) * 2 - 1
+        return -F.logsigmoid(labels * logits).sum() / img.shape[0]
+
+
+def same_text(texts: list[str]) -> torch.Tensor:
+    """(B, B) bool: True where two instructions are the same string (positives of the contrastive loss)."""
+    ids = {t: i for i, t in enumerate(dict.fromkeys(texts))}
+    idx = torch.tensor([ids[t] for t in texts])
+    return idx[:, None] == idx[None, :]

@@ -1,0 +1,112 @@
+"""World-model clips from any LeRobotDataset v3: windows of T consecutive frames that fit inside one episode.
+
+    ds = clip_dataset("data/pick_place", frames=8, image_size=64, episodes=split["train"])
+    data = ClipBatches(ds, batch_size=16, seed=0)          # data(epoch) -> batches, for genba.train.train
+    for batch in data(0): ...
+
+A window starting at frame t of its episode holds frames t .. t+T-1 (`observation.*` is frame t, `future.*` the
+rest) and actions t .. t+T-1; only starts whose window ends inside the episode are drawn, so no frame is padding.
+The order is a permutation seeded by (seed, epoch): the same batches on every run and every resume.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from genba import keys
+from genba.datasets.clips import ClipConfig, ClipDataset, collate_clips
+from genba.errors import GenbaError
+
+
+def clip_dataset(
+    data: str,
+    frames: int,
+    *,
+    image_size: int = 0,
+    cameras: list[str] | None = None,
+    episodes: list[int] | None = None,
+    state_key: str = keys.OBS_STATE,
+    action_key: str = keys.ACTION,
+    progress: bool = True,
+) -> ClipDataset:
+    """A ClipDataset of T=`frames` consecutive frames per sample (observation frame + T-1 future frames)."""
+    cfg = ClipConfig(
+        data=data,
+        cameras=list(cameras or []),
+        obs_frames=1,
+        future_frames=frames - 1,
+        action_horizon=frames,
+        image_size=image_size,
+        state_key=state_key,
+        action_key=action_key,
+    )
+    ds = ClipDataset(cfg, episodes=episodes, progress=progress)
+    if not ds.cameras:
+        raise GenbaError(f"{ds.root} has no camera (no video feature): a world model needs at least one")
+    return ds
+
+
+def window_starts(ds: ClipDataset, frames: int, stride: int = 1) -> np.ndarray:
+    """Indices into `ds` (its rows) whose window of `frames` frames ends inside the episode: (M,) int64."""
+    t = ds.rows
+    ep = ds.episode_of_row[t]
+    offset = t - ds.ep_from[ep]
+    fits = t + frames <= ds.ep_to[ep]
+    keep = fits & (offset % stride == 0)
+    if not keep.any():
+        longest = int((ds.ep_to - ds.ep_from)[ds.episodes].max()) if len(ds.episodes) else 0
+        raise GenbaError(f"no window of {frames} frames fits in the episodes of {ds.root} (longest: {longest})")
+    return np.flatnonzero(keep)
+
+
+class ClipBatches:
+    """`data(epoch)` for the training loop: shuffled batches of whole windows, seeded by (seed, epoch)."""
+
+    def __init__(self, ds: ClipDataset, batch_size: int, seed: int = 0, shuffle: bool = True) -> None:
+        frames = ds.cfg.future_frames + 1
+        self.ds, self.batch_size, self.seed, self.shuffle = ds, batch_size, seed, shuffle
+        self.starts = window_starts(ds, frames)
+        if len(self.starts) < batch_size:
+            raise GenbaError(
+                f"{len(self.starts)} windows of {frames} frames in {ds.root}, fewer than batch_size={batch_size}"
+            )
+
+    def __len__(self) -> int:
+        """Batches per epoch (the last, incomplete one is dropped)."""
+        return len(self.starts) // self.batch_size
+
+    def __call__(self, epoch: int) -> Epoch:
+        order = self.starts
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            order = self.starts[torch.randperm(len(self.starts), generator=g).numpy()]
+        return Epoch(self.ds, order, self.batch_size)
+
+
+class Epoch:
+    """One epoch's batches as a lazy sequence: batch i is loaded when indexed (under torchrun each process loads
+    only its own, genba.train.dist.shard)."""
+
+    def __init__(self, ds: ClipDataset, order: np.ndarray, batch_size: int) -> None:
+        self.ds, self.order, self.batch_size = ds, order, batch_size
+
+    def __len__(self) -> int:
+        return len(self.order) // self.batch_size
+
+    def __getitem__(self, i: int) -> dict:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        rows = self.order[i * self.batch_size : (i + 1) * self.batch_size]
+        return collate_clips(self.ds.__getitems__(rows.tolist()))
+
+    def __iter__(self) -> Any:
+        return (self[i] for i in range(len(self)))
+
+
+def fixed_batches(ds: ClipDataset, batch_size: int, max_batches: int, seed: int = 0) -> list[dict]:
+    """A fixed sample of validation batches (the same ones at every evaluation of a run)."""
+    epoch = ClipBatches(ds, min(batch_size, len(window_starts(ds, ds.cfg.future_frames + 1))), seed=seed)(0)
+    return [epoch[i] for i in range(min(max_batches, len(epoch)))]

@@ -1,0 +1,499 @@
+"""`genba eval-worldmodel`: how well a trained world model predicts held-out episodes, against simple baselines.
+
+    genba eval-worldmodel run=runs/wm-tiny out=outputs/wm-eval.json
+    genba eval-worldmodel run=runs/wm-tiny/last data=data/pick_place horizons=[1,4,8,16] windows_per_episode=8
+
+Windows of `context_frames` real frames + max(horizons) more are taken on the validation episodes of the checkpoint's
+split.json, spread evenly over each episode where the whole window fits (no padding). The model rolls out open loop
+from the context with the true actions; at each horizon H its H-th predicted frame is compared with the real one:
+
+- `psnr@H`, `ssim@H` per camera (`per_camera`) and averaged over cameras, on frames scaled to [0, 1]; SSIM is the
+  standard one (Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03, valid filtering) per RGB channel, averaged.
+  `state_mae@H`: mean absolute error over joints, raw units.
+- baselines on the same windows: `copy_last` (last context frame and state held) and `const_velocity` (state only:
+  last + k * (last - previous); zero velocity with one context frame).
+- controllability (Genie's delta-PSNR): the rollout again with the actions of another episode's window (context
+  actions kept; with one validation episode, another window of it): `controllability_dpsnr@H` is the PSNR with the
+  true actions minus that with the others, `controllability_state@H` the state MAE with the others minus that with
+  the true ones; positive = the actions matter. H = 8 when 8 is a horizon, else the largest (the key says which);
+  null when there is a single window.
+- `retrieval_r1`: image-to-instruction R@1 per language ("ja" = has kana or CJK ideographs): each episode's first
+  window's first frame (all cameras) against the distinct instructions of that language's episodes; chance =
+  1 / distinct instructions; null for a language without episodes.
+
+The Rerun recording (`rrd`) shows `rrd_windows` windows on the `frame_index` timeline (frames of the episode):
+`worldmodel/<window>/<camera>/{real,predicted}`, `worldmodel/<window>/state/<joint>/{real,predicted}` and
+`worldmodel/<window>/instruction`, window = `ep<episode>_t<first frame>`.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from genba import keys
+from genba.errors import GenbaError
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+ROOT = "worldmodel"  # top entity of the recording
+PSNR_CAP_MSE = 1e-10  # MSE floor: identical frames give 100 dB instead of +inf, so one perfect frame cannot make
+#                       a mean infinite (or a controllability difference undefined)
+SSIM_WINDOW, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03
+CONTROL_HORIZON = 8
+_JAPANESE = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uff66-\uff9f]")  # kana, CJK, half-width kana
+
+
+@dataclass
+class EvalWorldModelConfig:
+    run: str = field(default="", metadata={"help": "training run folder (its best/, else last/) or a checkpoint"})
+    data: str = field(
+        default="", metadata={"help": "LeRobotDataset v3 folder (default: the dataset in the checkpoint's split.json)"}
+    )
+    out: str = field(default="", metadata={"help": "summary JSON path (default outputs/eval-worldmodel-<time>.json)"})
+    context_frames: int = field(default=0, metadata={"help": "real frames given as context (0 = the model's own)"})
+    horizons: list[int] = field(default_factory=lambda: [1, 4, 8, 16], metadata={"help": "prediction horizons"})
+    windows_per_episode: int = field(default=4, metadata={"help": "windows per validation episode, spread evenly"})
+    batch_size: int = field(default=16, metadata={"help": "windows per rollout batch"})
+    device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto (cuda when there is one)"})
+    seed: int = field(default=0, metadata={"help": "torch seed (for models that sample)"})
+    threads: int = field(default=0, metadata={"help": "CPU threads of torch; 0: torch's default"})
+    rrd: str = field(default="", metadata={"help": "Rerun recording path (default: out with .rrd for .json)"})
+    rrd_windows: int = field(default=2, metadata={"help": "windows shown in the recording (0: no recording)"})
+
+    def __post_init__(self) -> None:
+        if not self.run:
+            raise ValueError("run=<training run or checkpoint folder> is required")
+        self.horizons = [int(h) for h in self.horizons]
+        if not self.horizons or min(self.horizons) < 1:
+            raise ValueError(f"horizons={self.horizons} must be a non-empty list of integers >= 1")
+        self.horizons = sorted(set(self.horizons))
+        for name, low in (("windows_per_episode", 1), ("batch_size", 1), ("context_frames", 0), ("threads", 0),
+                          ("rrd_windows", 0), ("seed", 0)):  # fmt: skip
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < low:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be an integer >= {low}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device={self.device!r} is not one of auto, cpu, cuda")
+        if not self.out:
+            self.out = f"outputs/eval-worldmodel-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        if not self.out.endswith(".json"):
+            raise ValueError(f"out={self.out!r} must be a .json file path")
+        if self.rrd and not self.rrd.endswith(".rrd"):
+            raise ValueError(f"rrd={self.rrd!r} must be a .rrd file path")
+        self.rrd = (self.rrd or self.out.removesuffix(".json") + ".rrd") if self.rrd_windows else ""
+
+
+# ---- metrics ---------------------------------------------------------------------------------------------------
+
+
+def to_unit(frames: Tensor) -> Tensor:
+    """uint8 frames (..., 3, H, W) -> float32 in [0, 1]."""
+    return frames.float() / 255.0
+
+
+def psnr(pred: Tensor, real: Tensor) -> Tensor:
+    """PSNR in dB of images (..., 3, H, W) in [0, 1] -> (...); capped at 100 dB (see PSNR_CAP_MSE)."""
+    import torch
+
+    mse = (pred - real).pow(2).flatten(-3).mean(-1)  # (...)
+    return 10.0 * torch.log10(1.0 / mse.clamp_min(PSNR_CAP_MSE))
+
+
+def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> Tensor:
+    """(size, size) float64 Gaussian weights summing to 1."""
+    import torch
+
+    g = torch.exp(-((torch.arange(size, dtype=torch.float64) - (size - 1) / 2) ** 2) / (2 * sigma**2))
+    return torch.outer(g, g) / g.sum() ** 2
+
+
+def ssim(pred: Tensor, real: Tensor, size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> Tensor:
+    """SSIM (Wang et al. 2004) of images (..., C, H, W) in [0, 1] -> (...): per channel over the valid positions of
+    the Gaussian window, averaged. Images smaller than the window use the largest odd window that fits."""
+    import torch.nn.functional as F
+
+    lead, (c, h, w) = pred.shape[:-3], pred.shape[-3:]
+    x, y = pred.reshape(-1, c, h, w), real.reshape(-1, c, h, w)  # (N, C, H, W)
+    size = min(size, h, w)
+    size -= 1 - size % 2  # odd
+    kernel = gaussian_window(size, sigma).to(x).expand(c, 1, size, size)  # (C, 1, k, k): one filter per channel
+
+    def blur(t: Tensor) -> Tensor:  # (N, C, H, W) -> (N, C, H-k+1, W-k+1), local weighted mean
+        return F.conv2d(t, kernel, groups=c)
+
+    mu_x, mu_y = blur(x), blur(y)
+    var_x, var_y = blur(x * x) - mu_x**2, blur(y * y) - mu_y**2
+    cov = blur(x * y) - mu_x * mu_y
+    c1, c2 = SSIM_K1**2, SSIM_K2**2  # data range 1
+    s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return s.flatten(1).mean(1).reshape(lead)
+
+
+def state_mae(pred: Tensor, real: Tensor) -> Tensor:
+    """Mean absolute error over joints: (..., S) -> (...)."""
+    return (pred - real).abs().mean(-1)
+
+
+def copy_last(context: Tensor, k: int) -> Tensor:
+    """The last context step held for k steps: (B, C, ...) -> (B, k, ...)."""
+    return context[:, -1:].expand(-1, k, *context.shape[2:])
+
+
+def const_velocity(state: Tensor, k: int) -> Tensor:
+    """Linear extrapolation of the last two context states: (B, C, S) -> (B, k, S); zero velocity when C == 1."""
+    import torch
+
+    last = state[:, -1]  # (B, S)
+    velocity = last - state[:, -2] if state.shape[1] >= 2 else torch.zeros_like(last)
+    steps = torch.arange(1, k + 1, dtype=state.dtype, device=state.device)  # (k,)
+    return last[:, None] + steps[None, :, None] * velocity[:, None]
+
+
+def language(text: str) -> str:
+    """'ja' when the text has any kana or CJK ideograph, else 'en'."""
+    return "ja" if _JAPANESE.search(text) else "en"
+
+
+def retrieval_r1(image_emb: Tensor, text_emb: Tensor, texts: list[str]) -> dict[str, Any]:
+    """Image-to-instruction R@1 per language. image_emb, text_emb (N, E): episode i's image and instruction texts[i].
+
+    Candidates are the distinct instructions of the episode's language (episodes sharing an instruction are one
+    candidate, so a tie between identical texts is not a miss); a hit is the argmax being the episode's own text."""
+    out: dict[str, Any] = {}
+    for lang in ("en", "ja"):
+        rows = [i for i, t in enumerate(texts) if language(t) == lang]
+        first: dict[str, int] = {}  # distinct text -> its first row, in order
+        for i in rows:
+            first.setdefault(texts[i], i)
+        out[lang], out[f"chance_{lang}"], out[f"n_{lang}"] = None, None, len(rows)
+        if rows:
+            candidates = list(first)
+            best = (image_emb[rows] @ text_emb[list(first.values())].T).argmax(1).tolist()  # (n,) over candidates
+            out[lang] = sum(candidates[b] == texts[i] for b, i in zip(best, rows, strict=True)) / len(rows)
+            out[f"chance_{lang}"] = 1.0 / len(candidates)
+    return out
+
+
+# ---- windows ---------------------------------------------------------------------------------------------------
+
+
+def window_starts(lengths: dict[int, int], span: int, per_episode: int) -> list[tuple[int, int]]:
+    """(episode, first frame) of up to `per_episode` windows of `span` frames per episode, spread evenly from the
+    first frame to the last start that fits, in episode order; an episode shorter than `span` gives none."""
+    out = []
+    for ep, n in lengths.items():
+        if n >= span:
+            last = n - span
+            starts = sorted({round(i * last / max(per_episode - 1, 1)) for i in range(per_episode)})
+            out += [(ep, t) for t in starts]
+    return out
+
+
+def other_episode(windows: list[tuple[int, int]]) -> list[int] | None:
+    """For each window, the index of a window of the next episode (cyclically; its k-th window for our k-th,
+    wrapping), whose actions stand in for the true ones in the controllability rollout. With a single episode, the
+    next window of it (another time); None with a single window."""
+    episodes = list(dict.fromkeys(e for e, _ in windows))
+    if len(episodes) < 2:
+        return [(i + 1) % len(windows) for i in range(len(windows))] if len(windows) > 1 else None
+    of = {e: [i for i, (f, _) in enumerate(windows) if f == e] for e in episodes}
+    out = []
+    for i, (e, _) in enumerate(windows):
+        mine, theirs = of[e], of[episodes[(episodes.index(e) + 1) % len(episodes)]]
+        out.append(theirs[mine.index(i) % len(theirs)])
+    return out
+
+
+# ---- one batch of windows --------------------------------------------------------------------------------------
+
+
+def score_batch(model: Any, images: dict[str, Tensor], state: Tensor, actions: Tensor, task: list[str], *,
+                context: int, horizons: list[int], other_actions: Tensor | None = None,
+                control_horizon: int = CONTROL_HORIZON) -> dict[str, Tensor]:  # fmt: skip
+    """Metrics of each window of one batch, {name: (B,) float}.
+
+    images: camera -> (B, T, 3, H, W) uint8, state (B, T, S), actions (B, T-1, A) (actions[:, i] leads from frame i
+    to i+1), T = context + max(horizons); other_actions (B, T-1, A) from other episodes, for controllability.
+    Names: `<cam>/psnr@H`, `<cam>/ssim@H`, `state_mae@H`, the same under `copy_last/`, `const_velocity/state_mae@H`,
+    and with other_actions `control/<cam>/psnr` and `control/state_mae` at control_horizon.
+    """
+    import torch
+
+    c, k = context, max(horizons)
+    ctx_images, ctx_state = {cam: v[:, :c] for cam, v in images.items()}, state[:, :c]
+    rollout = model.rollout(ctx_images, ctx_state, actions[:, : c + k - 1], task, horizon=k)
+    real_state = state[:, c : c + k]  # (B, K, S)
+    guesses = {
+        "": rollout["state"],
+        "copy_last/": copy_last(ctx_state, k),
+        "const_velocity/": const_velocity(ctx_state, k),
+    }
+    m: dict[str, Tensor] = {}
+    for h in horizons:
+        for prefix, guess in guesses.items():
+            m[f"{prefix}state_mae@{h}"] = state_mae(guess[:, h - 1].float(), real_state[:, h - 1])
+    real = {cam: to_unit(v[:, c : c + k]) for cam, v in images.items()}  # (B, K, 3, H, W) float
+    for cam in images:
+        pred, last = to_unit(rollout["images"][cam]), to_unit(images[cam][:, c - 1])
+        for h in horizons:
+            for prefix, guess in (("", pred[:, h - 1]), ("copy_last/", last)):
+                m[f"{prefix}{cam}/psnr@{h}"] = psnr(guess, real[cam][:, h - 1])
+                m[f"{prefix}{cam}/ssim@{h}"] = ssim(guess, real[cam][:, h - 1])
+    if other_actions is not None:
+        hc = control_horizon
+        mixed = torch.cat([actions[:, : c - 1], other_actions[:, c - 1 : c + hc - 1]], 1)  # (B, C + hc - 1, A)
+        alt = model.rollout(ctx_images, ctx_state, mixed, task, horizon=hc)
+        for cam in images:
+            m[f"control/{cam}/psnr"] = psnr(to_unit(alt["images"][cam][:, hc - 1]), real[cam][:, hc - 1])
+        m["control/state_mae"] = state_mae(alt["state"][:, hc - 1].float(), real_state[:, hc - 1])
+    return m
+
+
+def summarize(metrics: dict[str, list[float]], cameras: list[str], horizons: list[int], hc: int) -> dict[str, Any]:
+    """Window means of score_batch's metrics (name -> one value per window) in the summary's layout."""
+    import numpy as np
+
+    mean = {name: float(np.mean(v)) for name, v in metrics.items()}
+
+    def images_and_state(prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for h in horizons:
+            for what in ("psnr", "ssim"):
+                out[f"{what}@{h}"] = float(np.mean([mean[f"{prefix}{cam}/{what}@{h}"] for cam in cameras]))
+            out[f"state_mae@{h}"] = mean[f"{prefix}state_mae@{h}"]
+        out["per_camera"] = {
+            cam: {f"{what}@{h}": mean[f"{prefix}{cam}/{what}@{h}"] for h in horizons for what in ("psnr", "ssim")}
+            for cam in cameras
+        }
+        return out
+
+    summary = images_and_state("")
+    summary["copy_last"] = images_and_state("copy_last/")
+    summary["const_velocity"] = {f"state_mae@{h}": mean[f"const_velocity/state_mae@{h}"] for h in horizons}
+    control = "control/state_mae" in mean
+    other_psnr = float(np.mean([mean[f"control/{cam}/psnr"] for cam in cameras])) if control else 0.0
+    summary[f"controllability_dpsnr@{hc}"] = summary[f"psnr@{hc}"] - other_psnr if control else None
+    summary[f"controllability_state@{hc}"] = mean["control/state_mae"] - summary[f"state_mae@{hc}"] if control else None
+    return summary
+
+
+# ---- the recording ---------------------------------------------------------------------------------------------
+
+
+def write_rrd(path: Path, names: list[str], starts: list[int], tasks: list[str], images: dict[str, Tensor],
+              state: Tensor, rollout: dict[str, Any], joints: list[str]) -> None:  # fmt: skip
+    """Log windows to the .rrd `path`, complete on return (written beside it, renamed in). Window b is `names[b]`,
+    starts at frame starts[b]: real images {cam: (B, T, 3, H, W) uint8} and state (B, T, S); the rollout's
+    {"images": {cam: (B, K, 3, H, W)}, "state": (B, K, S)} are frames T-K .. T-1."""
+    import uuid
+
+    import numpy as np
+    import rerun as rr
+
+    from genba.io import atomic_path
+    from genba.viz.log import FRAME_TIMELINE, entity
+
+    def jpeg(frame: Tensor) -> rr.EncodedImage:  # (3, H, W) uint8
+        return rr.Image(frame.permute(1, 2, 0).contiguous().cpu().numpy()).compress(jpeg_quality=95)
+
+    t, k = state.shape[1], rollout["state"].shape[1]
+    rec = rr.RecordingStream("genba", recording_id=uuid.uuid4())
+    with atomic_path(path) as tmp:
+        try:
+            rec.save(tmp, default_blueprint=_blueprint(names, list(images), joints))
+            for b, (name, t0) in enumerate(zip(names, starts, strict=True)):
+                rec.log(entity(ROOT, name, "instruction"), rr.TextDocument(tasks[b]), static=True)
+                for i in range(t):
+                    rec.set_time(FRAME_TIMELINE, sequence=t0 + i)
+                    for cam, frames in images.items():
+                        rec.log(entity(ROOT, name, cam, "real"), jpeg(frames[b, i]))
+                        if i >= t - k:
+                            rec.log(entity(ROOT, name, cam, "predicted"), jpeg(rollout["images"][cam][b, i - t + k]))
+                rec.reset_time()
+                frames = t0 + np.arange(t)  # (T,) frame_index
+                real, pred = state[b].double().cpu().numpy(), rollout["state"][b].double().cpu().numpy()
+                for j, joint in enumerate(joints):
+                    for kind, values, at in (("real", real[:, j], frames), ("predicted", pred[:, j], frames[t - k :])):
+                        where = entity(ROOT, name, "state", joint, kind)
+                        rec.log(where, rr.SeriesLines(names=f"{joint} ({kind})"), static=True)
+                        index = [rr.TimeColumn(FRAME_TIMELINE, sequence=at)]
+                        rec.send_columns(where, indexes=index, columns=rr.Scalars.columns(scalars=values))
+            rec.flush()
+        finally:
+            rec.disconnect()  # closes the file sink before the rename
+
+
+def _blueprint(names: list[str], cameras: list[str], joints: list[str]) -> Any:
+    """One tab per window: real | predicted per camera on top, one real-vs-predicted plot per joint below."""
+    import rerun.blueprint as rrb
+
+    from genba.viz.log import FRAME_TIMELINE, entity
+
+    tabs = []
+    for name in names:
+        views = [
+            rrb.Spatial2DView(origin=entity(ROOT, name, cam, kind), name=f"{cam} {kind}")
+            for cam in cameras
+            for kind in ("real", "predicted")
+        ]
+        plots = [rrb.TimeSeriesView(origin=entity(ROOT, name, "state", j), name=j) for j in joints]
+        tabs.append(rrb.Vertical(rrb.Grid(*views, grid_columns=2), rrb.Grid(*plots), name=name))
+    return rrb.Blueprint(rrb.Tabs(*tabs), rrb.TimePanel(timeline=FRAME_TIMELINE), collapse_panels=False)
+
+
+# ---- the command -----------------------------------------------------------------------------------------------
+
+
+def checkpoint_folder(run: str | Path) -> Path:
+    """The checkpoint to evaluate: <run>/best, else <run>/last, else `run` itself (load_model then says, in one
+    line, what is wrong with a folder that is not a world-model checkpoint)."""
+    from genba.train.checkpoint import CONFIG
+    from genba.train.loop import BEST, LAST
+
+    run = Path(run).expanduser()
+    if not run.is_dir():
+        raise GenbaError(f"run={run}: no such folder")
+    return next((run / name for name in (BEST, LAST) if (run / name / CONFIG).is_file()), run)
+
+
+def read_train_summary(run: str | Path, folder: Path) -> dict[str, Any]:
+    """<run>/train_summary.json (or beside the checkpoint folder), {} when there is none."""
+    import json
+
+    from genba.io import one_line
+
+    for file in dict.fromkeys([Path(run).expanduser() / "train_summary.json", folder.parent / "train_summary.json"]):
+        if file.is_file():
+            try:
+                return json.loads(file.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as e:
+                raise GenbaError(f"cannot read {file}: {one_line(e)}") from None
+    return {}
+
+
+def load_windows(ds: Any, rows: list[int], mcfg: Any, device: Any) -> tuple[dict[str, Tensor], Tensor, Tensor, list]:
+    """The clips starting at rows `rows` of `ds` (T frames each): images {cam: (B, T, 3, H, W) uint8}, state
+    (B, T, S), actions (B, T-1, A) and the instructions, on `device`."""
+    import torch
+
+    from genba.datasets.clips import collate_clips
+
+    batch = collate_clips(ds.__getitems__(rows))
+    images = {
+        cam: torch.cat([batch[keys.image_key(cam)], batch[keys.future_image_key(cam)]], 1).to(device)
+        for cam in ds.cameras
+    }
+    state = torch.cat([batch[mcfg.state_key], batch[keys.FUTURE_STATE]], 1).to(device)
+    return images, state, batch[mcfg.action_key][:, : state.shape[1] - 1].to(device), list(batch[keys.TASK])
+
+
+def run_eval_worldmodel(cfg: EvalWorldModelConfig) -> dict[str, Any]:
+    """Evaluate cfg.run on the validation episodes of its split; returns the JSON summary (module docstring)."""
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    import genba.worldmodel.model  # noqa: F401  registers the checkpoint kind "worldmodel"
+    from genba.datasets import frames as fr
+    from genba.io import check_path, check_writable
+    from genba.train import checkpoint as ckpt
+    from genba.viz.data import feature_names
+    from genba.worldmodel.data import clip_dataset
+
+    check_path(cfg.run, "run")
+    rrd = check_writable(cfg.rrd, "rrd") if cfg.rrd else None
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise GenbaError("device=cuda but torch sees no CUDA device")
+    device = torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    folder = checkpoint_folder(cfg.run)
+    model, mcfg = ckpt.load_model(folder, kind="worldmodel", device=device)
+    split = ckpt.load_json(folder, ckpt.SPLIT) or {}
+    val = sorted({int(e) for e in split.get("val", [])})
+    if not val:
+        raise GenbaError(f"{folder} records no validation episodes (split.json 'val'): nothing held out to evaluate")
+    trained = read_train_summary(cfg.run, folder)
+    data = str(cfg.data or split.get("dataset") or trained.get("data") or "")
+    if not data:
+        raise GenbaError(f"data= is required: {folder}/split.json names no dataset")
+    context, horizons = cfg.context_frames or int(mcfg.context_frames), cfg.horizons
+    k = max(horizons)
+    span = context + k  # T: frames of one window
+
+    # the windows from the metadata first: a clear line instead of ClipDataset's about the longest episode
+    table = fr.episode_table(fr.load_metadata(fr.resolve_root(data)))
+    n_eps = len(table["from"])
+    if split.get("num_episodes", n_eps) != n_eps or val[-1] >= n_eps:
+        raise GenbaError(f"{data} has {n_eps} episodes; the checkpoint's split is of {split.get('num_episodes')}")
+    lengths = {e: int(table["to"][e] - table["from"][e]) for e in val}
+    windows = window_starts(lengths, span, cfg.windows_per_episode)
+    if not windows:
+        longest = max(lengths.values())
+        raise GenbaError(
+            f"horizon {k} + context {context} = {span} frames, but the longest of the {len(val)} validation episodes "
+            f"has {longest}: use horizons up to {longest - context}"
+        )
+    ds = clip_dataset(data, span, image_size=mcfg.image_size, cameras=list(mcfg.cameras), episodes=val,
+                      state_key=mcfg.state_key, action_key=mcfg.action_key)  # fmt: skip
+    offset = dict(zip(val, np.cumsum([0, *lengths.values()]).tolist(), strict=False))  # episode -> its first ds row
+    rows = [offset[e] + t for e, t in windows]  # rows of ds where the windows start
+    firsts = [i for i, (e, _) in enumerate(windows) if i == 0 or windows[i - 1][0] != e]  # each episode's first
+    other = other_episode(windows)
+    hc = CONTROL_HORIZON if CONTROL_HORIZON in horizons else k
+    bs = cfg.batch_size
+
+    metrics: dict[str, list[float]] = {}
+    image_emb, text_emb, tasks = [], [], []
+    bar = tqdm(total=len(windows), desc="eval worldmodel", unit="window", file=sys.stderr)
+    with torch.no_grad():
+        for lo in range(0, len(windows), bs):
+            ids = range(lo, min(lo + bs, len(windows)))
+            images, state, actions, task = load_windows(ds, [rows[i] for i in ids], mcfg, device)
+            alt = None
+            if other is not None:  # (B, T-1, A): the actions of other windows, from the table (no frames decoded)
+                starts = [int(ds.rows[rows[other[i]]]) for i in ids]  # absolute dataset rows
+                alt = torch.from_numpy(np.stack([ds.columns[mcfg.action_key][r : r + span - 1] for r in starts]))
+            m = score_batch(model, images, state, actions, task, context=context, horizons=horizons,
+                            other_actions=None if alt is None else alt.to(device), control_horizon=hc)  # fmt: skip
+            for name, values in m.items():
+                metrics.setdefault(name, []).extend(values.double().cpu().tolist())
+            bar.update(len(ids))
+        bar.close()
+        for lo in range(0, len(firsts), bs):  # retrieval: the first frame of each episode's first window
+            images, _, _, task = load_windows(ds, [rows[i] for i in firsts[lo : lo + bs]], mcfg, device)
+            image_emb.append(model.embed_images({cam: v[:, 0] for cam, v in images.items()}).float().cpu())
+            text_emb.append(model.embed_text(task).float().cpu())
+            tasks += task
+        if rrd is not None:  # the first window of the first episodes, then more windows if there are fewer episodes
+            shown = sorted(range(len(windows)), key=lambda i: (i not in firsts, i))[: cfg.rrd_windows]
+            images, state, actions, task = load_windows(ds, [rows[i] for i in shown], mcfg, device)
+            ctx = {cam: v[:, :context] for cam, v in images.items()}
+            rollout = model.rollout(ctx, state[:, :context], actions, task, horizon=k)
+            names = [f"ep{windows[i][0]}_t{windows[i][1]}" for i in shown]
+            joints = feature_names(ds.meta.features[mcfg.state_key], "state", state.shape[-1])
+            write_rrd(rrd, names, [windows[i][1] for i in shown], task, images, state, rollout, joints)
+
+    summary: dict[str, Any] = {
+        **summarize(metrics, list(ds.cameras), horizons, hc),
+        "retrieval_r1": retrieval_r1(torch.cat(image_emb), torch.cat(text_emb), tasks),
+        "episodes": len(firsts), "val_episodes": len(val), "windows": len(windows),
+        "context_frames": context, "horizons": horizons, "train_seconds": trained.get("train_seconds"),
+        "params": trained.get("params", sum(p.numel() for p in model.parameters())),
+        "run": cfg.run, "checkpoint": str(folder), "data": data, "rrd": str(rrd) if rrd is not None else None,
+        "device": str(device), "config": asdict(cfg),
+    }  # fmt: skip
+    scores = [
+        f"psnr@{h} {summary[f'psnr@{h}']:.2f} (copy_last {summary['copy_last'][f'psnr@{h}']:.2f})" for h in horizons
+    ]
+    print(
+        f"world model, {len(windows)} windows of {len(firsts)} validation episodes: {', '.join(scores)}",
+        file=sys.stderr,
+    )
+    return summary

@@ -1,0 +1,413 @@
+"""The world model: frames and joint state in, the next frames and joint state out, given each step's action and
+the instruction; trained with `genba.train` and checkpointed as kind "worldmodel".
+
+Per frame t the dynamics transformer sees N = C * P + 3 tokens:
+
+    [camera 0: P patch tokens] ... [camera C-1: P patch tokens] [state s_t] [action a_t] [instruction]
+
+A camera's patch token is its latent z (the frame tokenizer: an MLP over each 16x16 patch's pixels on its own, so a
+patch that does not change keeps exactly its latent; an MLP decodes latents back to pixels) plus the backbone ViT's
+token for that patch (context from the whole frame; the ViT is shared with the policies and co-trained here).
+Action a_t (the one that leads to frame t+1) is a token of frame t and is also added to all of frame t's tokens
+(per-frame conditioning); the instruction is the pooled byte-level text encoding. Attention is frame-block causal
+through `genba.kernels.st_attention` (frame t sees frames t - frame_window < j <= t), with a rotary embedding over the
+frame index, so rollouts longer than the training clips keep the relative positions they were trained on. The
+outputs at frame t are the next latents z_{t+1} = z_t + dz and the next state s_{t+1} = s_t + ds.
+
+Pixels of a predicted frame are `D(z_hat) + g * (x_ref - D(z_ref))` (decode_residual, the default), x_ref being the
+last real frame: the decoder's error on it is carried over, so the static scene stays exact and the capacity goes to
+what moves; the gate g = 2 sigmoid(w . (z_hat - z_ref)^2) per patch (1 at initialization) learns to drop the carried
+detail where a patch changed. Losses: teacher-forced next-latent, next-pixel and next-state errors, the tokenizer's
+reconstruction, a multi-step rollout loss (rollout_steps frames predicted autoregressively from context_frames real
+ones, each fed the previous prediction), and the backbone's SigLIP loss between the first frame and the instruction.
+
+`rollout` runs autoregressively with a per-layer `FrameKVCache`: one frame's tokens per step, constant memory.
+States and actions enter in raw units; the model normalizes them with buffers saved in its weights (`set_stats`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genba import keys
+from genba.errors import GenbaError
+from genba.kernels import FrameKVCache, st_attention
+from genba.train.checkpoint import register_model
+from genba.worldmodel.backbone import Backbone, BackboneConfig, same_text
+
+KIND = "worldmodel"
+
+
+@dataclass
+class WorldModelConfig:
+    cameras: list[str] = field(default_factory=lambda: list(keys.CAMERAS))  # short names, as in the clip sample
+    state_key: str = keys.OBS_STATE
+    action_key: str = keys.ACTION
+    state_dim: int = 6
+    action_dim: int = 6
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    latent_dim: int = 32  # per-token latent of the frame tokenizer
+    decoder_hidden: int = 256
+    width: int = 128  # dynamics transformer
+    depth: int = 4
+    heads: int = 4  # width / heads must be 32, 64 or 128 (the kernel's head dims)
+    frame_window: int | None = 4  # frames each frame attends to, itself included; None = all past frames
+    context_frames: int = 2  # real frames before a rollout (training's rollout loss and evaluation's default)
+    clip_frames: int = 8  # T: frames per training clip
+    rollout_steps: int = 4  # frames predicted autoregressively in the rollout loss
+    decode_residual: bool = True
+    residual_gate: bool = True  # learn to drop the carried detail of patches that changed (see the module docstring)
+    backend: str = "auto"  # st_attention backend: auto = triton on CUDA, sdpa on CPU
+    w_latent: float = 1.0
+    w_pixel: float = 100.0
+    w_state: float = 1.0
+    w_recon: float = 100.0
+    w_rollout: float = 1.0
+    w_contrastive: float = 0.1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.backbone, dict):
+            self.backbone = BackboneConfig(**self.backbone)
+        self.cameras = list(self.cameras)
+        if not self.cameras:
+            raise GenbaError("a world model needs at least one camera")
+        if self.width % self.heads or self.width // self.heads not in (32, 64, 128):
+            raise GenbaError(f"width={self.width} / heads={self.heads} must be a head size of 32, 64 or 128")
+        if self.context_frames < 1 or self.clip_frames < 2:
+            raise GenbaError(f"context_frames={self.context_frames} >= 1 and clip_frames={self.clip_frames} >= 2")
+        if self.rollout_steps and self.context_frames + self.rollout_steps > self.clip_frames:
+            raise GenbaError(
+                f"context_frames + rollout_steps = {self.context_frames + self.rollout_steps} exceeds "
+                f"clip_frames={self.clip_frames}"
+            )
+        if self.frame_window is not None and self.frame_window < 1:
+            raise GenbaError(f"frame_window={self.frame_window} must be None or >= 1")
+
+    @property
+    def image_size(self) -> int:
+        return self.backbone.image_size
+
+    @property
+    def tokens_per_frame(self) -> int:
+        """N = cameras x patches + state + action + instruction."""
+        return len(self.cameras) * self.backbone.patches + 3
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block with frame-block causal attention and temporal rotary embeddings."""
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(approximate="tanh"), nn.Linear(4 * width, width))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        *,
+        n: int,
+        window: int | None,
+        backend: str,
+        cache: FrameKVCache | None = None,
+    ) -> torch.Tensor:
+        """x (B, L, W) with L = F * n -> (B, L, W). With a cache: F frames are appended to it and attend to it."""
+        b, length, width = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)  # (B, H, L, D)
+        q, k = rotate(q, *rope), rotate(k, *rope)
+        if cache is None:
+            a = st_attention(q, k, v, tokens_per_frame=n, frame_window=window, backend=backend)
+        else:  # one frame at a time against the cache (prefill appends each context frame in turn)
+            a = torch.cat([cache.step(*(t[:, :, i : i + n] for t in (q, k, v))) for i in range(0, length, n)], 2)
+        x = x + self.proj(a.transpose(1, 2).reshape(b, length, width))
+        return x + self.mlp(self.norm2(x))
+
+
+def rope_tables(frames: torch.Tensor, n: int, head_dim: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frame indices (F,) -> cos, sin (F * n, head_dim / 2): every token of a frame shares its frame's angle."""
+    inv = 1.0 / (100.0 ** (torch.arange(0, head_dim, 2, device=frames.device, dtype=torch.float32) / head_dim))
+    angle = frames.float()[:, None] * inv[None]  # (F, D/2)
+    angle = angle.repeat_interleave(n, 0)  # (F * n, D/2)
+    return angle.cos().to(dtype), angle.sin().to(dtype)
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding: x (B, H, L, D), cos/sin (L, D/2) -> (B, H, L, D)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+class WorldModel(nn.Module):
+    def __init__(self, config: WorldModelConfig) -> None:
+        super().__init__()
+        self.config = cfg = config
+        bb = cfg.backbone
+        patch = 3 * bb.patch_size**2
+        self.backbone = Backbone(bb)
+        # the frame tokenizer: each patch on its own, so a patch that does not change keeps its latent exactly
+        self.tokenizer = nn.Sequential(
+            nn.Linear(patch, cfg.decoder_hidden),
+            nn.GELU(approximate="tanh"),
+            nn.Linear(cfg.decoder_hidden, cfg.latent_dim),
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(cfg.latent_dim, cfg.decoder_hidden),
+            nn.GELU(approximate="tanh"),
+            nn.Linear(cfg.decoder_hidden, patch),
+        )
+        self.lat_in = nn.Linear(cfg.latent_dim, cfg.width)
+        self.vit_in = nn.Linear(bb.width, cfg.width)
+        self.state_in = nn.Linear(cfg.state_dim, cfg.width)
+        self.action_in = nn.Linear(cfg.action_dim, cfg.width)
+        self.text_in = nn.Linear(bb.text_width, cfg.width)
+        self.pos = nn.Parameter(torch.zeros(cfg.tokens_per_frame, cfg.width))
+        nn.init.trunc_normal_(self.pos, std=0.02)
+        self.blocks = nn.ModuleList(Block(cfg.width, cfg.heads) for _ in range(cfg.depth))
+        self.norm_out = nn.LayerNorm(cfg.width)
+        self.lat_out = nn.Linear(cfg.width, cfg.latent_dim)
+        self.state_out = nn.Linear(cfg.width, cfg.state_dim)
+        self.gate = nn.Linear(cfg.latent_dim, 1)
+        for head in (self.lat_out, self.state_out, self.gate):  # start as "nothing changes": copy-last
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+        for name, dim in (("state", cfg.state_dim), ("action", cfg.action_dim)):
+            self.register_buffer(f"{name}_mean", torch.zeros(dim))
+            self.register_buffer(f"{name}_std", torch.ones(dim))
+
+    # ---- normalization ----
+
+    def set_stats(self, stats: dict[str, dict]) -> None:
+        """Mean/std of the state and action features (genba.datasets.stats layout) into the model's buffers."""
+        cfg = self.config
+        for name, key, dim in (("state", cfg.state_key, cfg.state_dim), ("action", cfg.action_key, cfg.action_dim)):
+            if key not in stats:
+                raise GenbaError(f"no statistics for {key!r} (have: {', '.join(stats)})")
+            mean, std = torch.tensor(stats[key]["mean"]), torch.tensor(stats[key]["std"])
+            if mean.shape != (dim,):
+                raise GenbaError(f"statistics of {key!r} have shape {tuple(mean.shape)}, the model expects ({dim},)")
+            getattr(self, f"{name}_mean").copy_(mean)
+            getattr(self, f"{name}_std").copy_(std.clamp(min=1e-4))
+
+    def _norm(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        return (x.float() - getattr(self, f"{name}_mean")) / getattr(self, f"{name}_std")
+
+    def _unnorm(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        return x.float() * getattr(self, f"{name}_std") + getattr(self, f"{name}_mean")
+
+    # ---- tokenizer and backbone features ----
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """frames (..., C, 3, H, W) float in [0, 1] -> latents (..., C * P, latent_dim)."""
+        return F.layer_norm(self.tokenizer(self._patchify(x)), (self.config.latent_dim,))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """latents (..., C * P, latent_dim) -> frames (..., C, 3, H, W), float, about [0, 1]."""
+        return self._unpatchify(self.decoder(z))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """frames (B, F, C, 3, H, W) float in [0, 1] -> the backbone ViT's tokens (B, F, C, P, width)."""
+        tokens = self.backbone.encode_images(x.flatten(0, 2))  # (B * F * C, P, width)
+        return tokens.reshape(*x.shape[:3], *tokens.shape[1:])
+
+    def _patchify(self, x: torch.Tensor) -> torch.Tensor:
+        """frames (..., C, 3, H, W) -> per-patch pixels (..., C * P, 3 * p * p), patches row-major per camera."""
+        p = self.config.backbone.patch_size
+        c, g = x.shape[-4], x.shape[-1] // p
+        y = x.reshape(-1, c, 3, g, p, g, p).permute(0, 1, 3, 5, 2, 4, 6)  # (N, C, gy, gx, 3, py, px)
+        return y.reshape(*x.shape[:-4], c * g * g, 3 * p * p)
+
+    def _unpatchify(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-patch pixels (..., C * P, 3 * p * p) -> frames (..., C, 3, H, W)."""
+        bb, c = self.config.backbone, len(self.config.cameras)
+        g, p = bb.image_size // bb.patch_size, bb.patch_size
+        y = x.reshape(-1, c, g, g, 3, p, p).permute(0, 1, 4, 2, 5, 3, 6)  # (N, C, 3, gy, py, gx, px)
+        return y.reshape(*x.shape[:-2], c, 3, g * p, g * p)
+
+    # ---- dynamics ----
+
+    def _tokens(
+        self, z: torch.Tensor, vit: torch.Tensor, s: torch.Tensor, a: torch.Tensor, text: torch.Tensor
+    ) -> torch.Tensor:
+        """z (B, F, C*P, latent), ViT tokens (B, F, C, P, width_b), s (B, F, S), a (B, F, A) normalized, text
+        (B, text_width) -> (B, F * N, width)."""
+        b, f = z.shape[:2]
+        act = self.action_in(a)[:, :, None]  # (B, F, 1, W)
+        instr = self.text_in(text)[:, None, None].expand(b, f, 1, -1)
+        cams = self.lat_in(z) + self.vit_in(vit.flatten(2, 3))  # (B, F, C*P, W)
+        x = torch.cat([cams, self.state_in(s)[:, :, None], act, instr], 2)  # (B, F, N, W)
+        return (x + self.pos + act).flatten(1, 2)
+
+    def _run(self, x: torch.Tensor, first_frame: int, caches: list[FrameKVCache] | None = None) -> torch.Tensor:
+        """Token sequence (B, F * N, W) of frames first_frame.. -> hidden states (B, F, N, W)."""
+        cfg, n = self.config, self.config.tokens_per_frame
+        frames = torch.arange(first_frame, first_frame + x.shape[1] // n, device=x.device)
+        rope = rope_tables(frames, n, cfg.width // cfg.heads, x.dtype)
+        for i, block in enumerate(self.blocks):
+            cache = None if caches is None else caches[i]
+            x = block(x, rope, n=n, window=cfg.frame_window, backend=cfg.backend, cache=cache)
+        return self.norm_out(x).unflatten(1, (-1, n))
+
+    def _heads(self, h: torch.Tensor, z: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden (B, F, N, W) at frames t -> (z_{t+1} (B, F, C*P, latent), s_{t+1} (B, F, S)), residual."""
+        cp = z.shape[2]
+        return z + self.lat_out(h[:, :, :cp]), s + self.state_out(h[:, :, cp])
+
+    def _pixels(
+        self, z_hat: torch.Tensor, x_ref: torch.Tensor, z_ref: torch.Tensor, recon_ref: torch.Tensor
+    ) -> torch.Tensor:
+        """Predicted latents (B, K, CP, latent) -> frames (B, K, C, 3, H, W), given the last real frame x_ref
+        (B, 1|K, C, 3, H, W), its latents z_ref (B, 1|K, CP, latent) and their decoding recon_ref = D(z_ref)."""
+        decoded = self.decode(z_hat)
+        if not self.config.decode_residual:
+            return decoded
+        if not self.config.residual_gate:
+            return decoded + x_ref - recon_ref
+        gate = 2 * torch.sigmoid(self.gate((z_hat - z_ref).square()))  # (B, K, CP, 1), 1 at initialization
+        gate = self._unpatchify(gate.expand(*gate.shape[:-1], 3 * self.config.backbone.patch_size**2))
+        return decoded + gate * (x_ref - recon_ref)
+
+    def _rollout(
+        self, x: torch.Tensor, z: torch.Tensor, vit: torch.Tensor, s: torch.Tensor, a: torch.Tensor, text: torch.Tensor,
+        horizon: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+        """Context frames x (B, C, Cams, 3, H, W) in [0, 1] with their latents z (B, C, CP, latent), ViT tokens
+        vit (B, C, Cams, P, width_b) and states s (B, C, S), actions a (B, C + K - 1, A) normalized -> the next K
+        frames' (z (B, K, CP, latent), s (B, K, S), pixels (B, K, Cams, 3, H, W)). Each step is fed the previous
+        prediction (its latents, state, and the ViT's tokens of its pixels), with KV caches."""
+        c = z.shape[1]
+        x_ref, z_ref = x[:, -1:], z[:, -1:]
+        recon_ref = self.decode(z_ref)
+        caches = [FrameKVCache(self.config.tokens_per_frame, self.config.frame_window) for _ in self.blocks]
+        h = self._run(self._tokens(z, vit, s, a[:, :c], text), 0, caches)  # prefill: the context frames
+        z_t, s_t = self._heads(h[:, -1:], z_ref, s[:, -1:])
+        zs, ss, xs = [z_t], [s_t], [self._pixels(z_t, x_ref, z_ref, recon_ref)]
+        for k in range(1, horizon):
+            vit_t = self.features(xs[-1].clamp(0, 1))
+            h = self._run(self._tokens(z_t, vit_t, s_t, a[:, c - 1 + k : c + k], text), c - 1 + k, caches)
+            z_t, s_t = self._heads(h, z_t, s_t)
+            zs.append(z_t)
+            ss.append(s_t)
+            xs.append(self._pixels(z_t, x_ref, z_ref, recon_ref))
+        return torch.cat(zs, 1), torch.cat(ss, 1), torch.cat(xs, 1)
+
+    # ---- training ----
+
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        """A batch of clips (genba.datasets.clips with obs_frames=1, future_frames=T-1, action_horizon=T)."""
+        cfg = self.config
+        frames = torch.stack([_clip_frames(batch, cam) for cam in cfg.cameras], 2)  # (B, T, C, 3, H, W) uint8
+        x = frames.float() / 255.0
+        s = self._norm(torch.cat([batch[cfg.state_key], batch[keys.FUTURE_STATE]], 1), "state")  # (B, T, S)
+        t = s.shape[1]
+        a = self._norm(batch[cfg.action_key][:, :t], "action")  # (B, T, A)
+        z, vit = self.encode(x), self.features(x)  # (B, T, CP, latent), (B, T, C, P, width_b)
+        _, text = self.backbone.encode_text(list(batch[keys.TASK]))  # (B, text_width)
+        z_hat, s_hat = self._heads(self._run(self._tokens(z, vit, s, a, text), 0), z, s)
+        target_z, recon = z.detach(), self.decode(z)
+        pix = self._pixels(z_hat[:, :-1], x[:, :-1], z[:, :-1], recon[:, :-1])
+        terms = {
+            "latent": F.mse_loss(z_hat[:, :-1], target_z[:, 1:]),
+            "pixel": F.mse_loss(pix, x[:, 1:]),
+            "state": F.mse_loss(s_hat[:, :-1], s[:, 1:]),
+            "recon": F.mse_loss(recon, x),
+        }
+        total = (
+            cfg.w_latent * terms["latent"]
+            + cfg.w_pixel * terms["pixel"]
+            + cfg.w_state * terms["state"]
+            + cfg.w_recon * terms["recon"]
+        )
+        if cfg.rollout_steps and cfg.w_rollout:
+            c, k = cfg.context_frames, cfg.rollout_steps
+            z_r, s_r, pix_r = self._rollout(x[:, :c], z[:, :c], vit[:, :c], s[:, :c], a[:, : c + k - 1], text, k)
+            terms["rollout_pixel"] = F.mse_loss(pix_r, x[:, c : c + k])
+            terms["rollout_latent"] = F.mse_loss(z_r, target_z[:, c : c + k])
+            terms["rollout_state"] = F.mse_loss(s_r, s[:, c : c + k])
+            total = total + cfg.w_rollout * (
+                cfg.w_pixel * terms["rollout_pixel"] + cfg.w_latent * terms["rollout_latent"]
+                + cfg.w_state * terms["rollout_state"]
+            )  # fmt: skip
+        if cfg.w_contrastive:
+            img = self.backbone.image_embedding(list(vit[:, 0].unbind(1)))  # first frame, every camera
+            txt = self.backbone.text_embedding(text)
+            same = same_text(list(batch[keys.TASK])).to(img.device)
+            terms["contrastive"] = self.backbone.contrastive_loss(img, txt, same)
+            total = total + cfg.w_contrastive * terms["contrastive"]
+        return total, {name: float(v.detach()) for name, v in terms.items()}
+
+    # ---- inference ----
+
+    @torch.no_grad()
+    def rollout(
+        self,
+        images: dict[str, torch.Tensor],
+        state: torch.Tensor,
+        actions: torch.Tensor,
+        task: list[str],
+        horizon: int | None = None,
+    ) -> dict:
+        """Context images {cam: (B, C, 3, H, W) uint8}, state (B, C, S), actions (B, C + K - 1, A), raw units ->
+        {"images": {cam: (B, K, 3, H, W) uint8}, "state": (B, K, S)}: frames C .. C+K-1. actions[:, i] is taken at
+        frame i and leads to frame i + 1."""
+        cfg = self.config
+        missing = [cam for cam in cfg.cameras if cam not in images]
+        if missing:
+            raise GenbaError(f"rollout needs camera {missing[0]!r} (the model's cameras: {', '.join(cfg.cameras)})")
+        frames = torch.stack([images[cam] for cam in cfg.cameras], 2)  # (B, C, Cams, 3, H, W)
+        c = frames.shape[1]
+        k = actions.shape[1] - c + 1 if horizon is None else horizon
+        if k < 1 or actions.shape[1] < c + k - 1 or state.shape[1] != c:
+            raise GenbaError(
+                f"rollout of {k} frames from {c} context frames needs state (B, {c}, S) and actions "
+                f"(B, {c + k - 1}, A); got {tuple(state.shape)} and {tuple(actions.shape)}"
+            )
+        device = self.pos.device
+        x = _resize(frames.to(device), cfg.image_size).float() / 255.0
+        s, a = self._norm(state.to(device), "state"), self._norm(actions.to(device), "action")
+        _, text = self.backbone.encode_text(list(task))
+        _, s_r, pix = self._rollout(x, self.encode(x), self.features(x), s, a, text, k)
+        pix = (pix.clamp(0, 1) * 255).round().to(torch.uint8)  # (B, K, Cams, 3, H, W)
+        return {
+            "images": {cam: pix[:, :, i] for i, cam in enumerate(cfg.cameras)},
+            "state": self._unnorm(s_r, "state"),
+        }
+
+    @torch.no_grad()
+    def embed_images(self, images: dict[str, torch.Tensor]) -> torch.Tensor:
+        """{cam: (B, 3, H, W) uint8} -> (B, E) unit vectors in the backbone's image-text space."""
+        device = self.pos.device
+        frames = [_resize(images[cam].to(device), self.config.image_size) for cam in self.config.cameras]
+        return self.backbone.image_embedding([self.backbone.encode_images(f) for f in frames])
+
+    @torch.no_grad()
+    def embed_text(self, task: list[str]) -> torch.Tensor:
+        """instructions -> (B, E) unit vectors in the backbone's image-text space."""
+        return self.backbone.text_embedding(self.backbone.encode_text(list(task))[1])
+
+
+def _clip_frames(batch: dict, cam: str) -> torch.Tensor:
+    """Observation + future frames of one camera -> (B, T, 3, H, W)."""
+    return torch.cat([batch[keys.image_key(cam)], batch[keys.future_image_key(cam)]], 1)
+
+
+def _resize(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """(..., 3, H, W) uint8 -> (..., 3, size, size) uint8 (unchanged when already that size)."""
+    if frames.shape[-1] == size and frames.shape[-2] == size:
+        return frames
+    lead = frames.shape[:-3]
+    x = F.interpolate(frames.flatten(0, -4).float(), size=(size, size), mode="bilinear", antialias=True)
+    return x.round().clamp(0, 255).to(torch.uint8).reshape(*lead, 3, size, size)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+register_model(KIND, WorldModel, WorldModelConfig)

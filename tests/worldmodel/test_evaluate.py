@@ -1,0 +1,308 @@
+"""`genba eval-worldmodel`: the metrics against direct computations, the baselines, windows, retrieval, the summary
+layout with stand-in models, the Rerun recording read back, and the whole command on a real trained run."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from genba.errors import GenbaError
+from genba.viz.log import entity
+from genba.viz.readback import read_rrd, verify_rrd
+from genba.worldmodel.evaluate import (
+    EvalWorldModelConfig,
+    const_velocity,
+    copy_last,
+    language,
+    other_episode,
+    psnr,
+    retrieval_r1,
+    run_eval_worldmodel,
+    score_batch,
+    ssim,
+    summarize,
+    window_starts,
+    write_rrd,
+)
+
+# ---- metrics -----------------------------------------------------------------------------------------------------
+
+
+def test_psnr_of_known_mse_and_the_cap() -> None:
+    real = torch.zeros(2, 3, 8, 8)
+    assert psnr(real + 0.1, real).tolist() == pytest.approx([20.0, 20.0], abs=1e-4)  # MSE 0.01 -> 20 dB
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(4, 3, 5, 6, generator=g), torch.rand(4, 3, 5, 6, generator=g)
+    mse = ((a - b) ** 2).mean(dim=(1, 2, 3))
+    torch.testing.assert_close(psnr(a, b), 10 * torch.log10(1 / mse))
+    assert psnr(a, a).tolist() == pytest.approx([100.0] * 4)  # identical frames: capped, never inf
+    assert psnr(a[None], b[None]).shape == (1, 4)  # leading dims kept
+
+
+def ssim_numpy(x: np.ndarray, y: np.ndarray, size: int = 11, sigma: float = 1.5) -> float:
+    """The SSIM formula written out, position by position, on (C, H, W) float64 images in [0, 1]."""
+    r = np.arange(size) - (size - 1) / 2
+    g = np.exp(-(r**2) / (2 * sigma**2))
+    w = np.outer(g, g) / np.outer(g, g).sum()
+    c1, c2 = 0.01**2, 0.03**2
+    values = []
+    for ch in range(x.shape[0]):
+        for i in range(x.shape[1] - size + 1):
+            for j in range(x.shape[2] - size + 1):
+                px, py = x[ch, i : i + size, j : j + size], y[ch, i : i + size, j : j + size]
+                mx, my = (w * px).sum(), (w * py).sum()
+                vx, vy = (w * (px - mx) ** 2).sum(), (w * (py - my) ** 2).sum()
+                cov = (w * (px - mx) * (py - my)).sum()
+                values.append(((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2)))
+    return float(np.mean(values))
+
+
+def test_ssim_matches_the_formula_and_is_one_only_for_identical_images() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(3, 16, 18))
+    noisy = np.clip(x + rng.normal(scale=0.1, size=x.shape), 0, 1)
+    shifted = np.roll(x, 2, axis=2)
+    for y in (noisy, shifted):
+        got = ssim(torch.from_numpy(x)[None], torch.from_numpy(y)[None])
+        assert got.shape == (1,)
+        assert got.item() == pytest.approx(ssim_numpy(x, y), abs=1e-9)
+        assert got.item() < 0.99
+    same = torch.from_numpy(x).float()[None].repeat(2, 1, 1, 1)
+    assert ssim(same, same).tolist() == pytest.approx([1.0, 1.0], abs=1e-5)
+    # float32 on uint8-like frames (what the evaluator feeds it) agrees with the float64 formula too
+    u = torch.from_numpy((x * 255).round() / 255)
+    v = torch.from_numpy((noisy * 255).round() / 255)
+    assert ssim(u.float()[None], v.float()[None]).item() == pytest.approx(ssim_numpy(u.numpy(), v.numpy()), abs=1e-5)
+
+
+def test_ssim_on_images_smaller_than_the_window_uses_the_largest_odd_window() -> None:
+    rng = np.random.default_rng(1)
+    x, y = rng.uniform(size=(3, 8, 9)), rng.uniform(size=(3, 8, 9))
+    got = ssim(torch.from_numpy(x)[None], torch.from_numpy(y)[None]).item()
+    assert got == pytest.approx(ssim_numpy(x, y, size=7), abs=1e-9)
+
+
+def test_baselines_copy_last_and_const_velocity() -> None:
+    t = torch.arange(10, dtype=torch.float64)
+    a, b = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64), torch.tensor([0.1, 0.3, -0.7], dtype=torch.float64)
+    state = (a + t[:, None] * b)[None].repeat(2, 1, 1)  # (2, 10, 3) linear in time
+    torch.testing.assert_close(const_velocity(state[:, :3], 7), state[:, 3:])  # exact on a linear trajectory
+    torch.testing.assert_close(copy_last(state[:, :3], 7), state[:, 2:3].expand(2, 7, 3))
+    torch.testing.assert_close(const_velocity(state[:, :1], 4), copy_last(state[:, :1], 4))  # one frame: no velocity
+    frames = torch.randint(0, 255, (2, 3, 3, 4, 4), dtype=torch.uint8)
+    assert copy_last(frames, 5).shape == (2, 5, 3, 4, 4) and bool((copy_last(frames, 5) == frames[:, -1:]).all())
+
+
+# ---- language and retrieval ----------------------------------------------------------------------------------------
+
+
+def test_language_detects_japanese_by_kana_or_kanji() -> None:
+    for text in ("赤いキューブを青い箱に入れて", "ひらがな", "カタカナ", "漢字", "ｶﾀｶﾅ", "pick the 赤 cube"):
+        assert language(text) == "ja", text
+    for text in ("pick up the red cube", "café déjà vu", "", "put it in bin #3!"):
+        assert language(text) == "en", text
+
+
+def test_retrieval_r1_per_language_on_hand_made_embeddings() -> None:
+    texts = ["red", "blue", "green", "red", "赤", "青"]
+    # text embeddings: one axis per distinct instruction; the two "red" episodes share theirs
+    axis = {"red": 0, "blue": 1, "green": 2, "赤": 3, "青": 4}
+    text_emb = torch.eye(5)[[axis[t] for t in texts]]
+    image_emb = torch.eye(5)[[0, 2, 2, 0, 4, 4]]  # red ok, blue->green miss, green ok, red ok; 赤->青 miss, 青 ok
+    r = retrieval_r1(image_emb, text_emb, texts)
+    assert r["en"] == pytest.approx(3 / 4) and r["n_en"] == 4 and r["chance_en"] == pytest.approx(1 / 3)
+    assert r["ja"] == pytest.approx(1 / 2) and r["n_ja"] == 2 and r["chance_ja"] == pytest.approx(1 / 2)
+    only_en = retrieval_r1(image_emb[:4], text_emb[:4], texts[:4])
+    assert only_en["ja"] is None and only_en["chance_ja"] is None and only_en["n_ja"] == 0
+    assert only_en["en"] == pytest.approx(3 / 4)
+
+
+# ---- windows -------------------------------------------------------------------------------------------------------
+
+
+def test_window_starts_spread_evenly_and_fit() -> None:
+    windows = window_starts({3: 30, 5: 10, 7: 20, 9: 12}, span=12, per_episode=4)
+    assert windows == [(3, 0), (3, 6), (3, 12), (3, 18), (7, 0), (7, 3), (7, 5), (7, 8), (9, 0)]
+    lengths = {3: 30, 7: 20, 9: 12}
+    assert all(t >= 0 and t + 12 <= lengths[e] for e, t in windows)
+    assert window_starts({0: 11}, span=12, per_episode=4) == []
+    assert window_starts({0: 40}, span=12, per_episode=1) == [(0, 0)]
+
+
+def test_other_episode_always_lends_another_episodes_actions() -> None:
+    windows = window_starts({0: 30, 1: 13, 2: 20, 4: 25}, span=12, per_episode=3)
+    other = other_episode(windows)
+    assert other is not None and len(other) == len(windows)
+    assert all(windows[o][0] != windows[i][0] for i, o in enumerate(other))
+    assert len(set(other)) > len({e for e, _ in windows})  # not all windows borrow the same one
+    single = other_episode([(5, 0), (5, 4), (5, 8)])
+    assert single == [1, 2, 0]  # one episode: another time of it
+    assert other_episode([(5, 0)]) is None
+
+
+# ---- a batch with stand-in models ----------------------------------------------------------------------------------
+
+
+class ActionModel:
+    """Knows the dynamics: state[t+1] = state[t] + action[t]; frame t is filled with the value 10 t."""
+
+    def rollout(self, images, state, actions, task, horizon):
+        c = state.shape[1]
+        steps = actions[:, c - 1 : c - 1 + horizon].cumsum(1)  # (B, K, A)
+        frames = {}
+        for cam, v in images.items():
+            values = torch.arange(c, c + horizon, dtype=torch.uint8) * 10  # (K,)
+            frames[cam] = values.view(1, -1, 1, 1, 1).expand(v.shape[0], horizon, *v.shape[2:]).clone()
+        return {"images": frames, "state": state[:, -1:] + steps}
+
+
+class CopyModel:
+    """Predicts nothing changes: the copy_last baseline as a model."""
+
+    def rollout(self, images, state, actions, task, horizon):
+        return {"images": {cam: copy_last(v, horizon) for cam, v in images.items()}, "state": copy_last(state, horizon)}
+
+
+def windows_batch(b: int = 3, t: int = 10, seed: int = 0) -> tuple[dict, torch.Tensor, torch.Tensor, list[str]]:
+    g = torch.Generator().manual_seed(seed)
+    frames = (torch.arange(t, dtype=torch.uint8) * 10).view(1, t, 1, 1, 1).expand(b, t, 3, 12, 12).clone()
+    images = {"front": frames, "wrist": frames.clone()}
+    actions = torch.randn(b, t - 1, 4, generator=g)
+    state = torch.cat([torch.randn(b, 1, 4, generator=g), actions], 1).cumsum(1)  # follows the dynamics exactly
+    return images, state, actions, ["a"] * b
+
+
+def test_score_batch_measures_the_right_frames_and_controllability() -> None:
+    images, state, actions, task = windows_batch()
+    horizons = [1, 3, 8]
+    other = actions.roll(1, 0)  # the actions of another window
+    m = score_batch(ActionModel(), images, state, actions, task, context=2, horizons=horizons, other_actions=other)
+    for h in horizons:  # a model that knows the dynamics is exact at every horizon: the indices line up
+        assert m[f"front/psnr@{h}"].tolist() == pytest.approx([100.0] * 3)
+        assert m[f"wrist/ssim@{h}"].tolist() == pytest.approx([1.0] * 3, abs=1e-5)
+        assert m[f"state_mae@{h}"].tolist() == pytest.approx([0.0] * 3, abs=1e-5)
+        # copy_last on frames 10 t: the error is 10 h grey levels
+        expected = 10 * math.log10(1 / (10 * h / 255) ** 2)
+        assert m[f"copy_last/front/psnr@{h}"].tolist() == pytest.approx([expected] * 3, abs=1e-3)
+    assert float(m["control/state_mae"].min()) > 0.1  # other actions, other states
+    s = summarize({k: v.tolist() for k, v in m.items()}, ["front", "wrist"], horizons, 8)
+    assert s["controllability_state@8"] > 0.1 and s["controllability_dpsnr@8"] == pytest.approx(0.0)
+    assert set(s["per_camera"]) == {"front", "wrist"} and set(s["per_camera"]["front"]) == {
+        f"{w}@{h}" for w in ("psnr", "ssim") for h in horizons
+    }
+    assert set(s["const_velocity"]) == {f"state_mae@{h}" for h in horizons}
+    assert s["copy_last"]["psnr@3"] == pytest.approx(10 * math.log10(1 / (30 / 255) ** 2), abs=1e-3)
+
+
+def test_a_model_that_copies_scores_like_the_copy_last_baseline() -> None:
+    images, state, actions, task = windows_batch(seed=1)
+    images = {cam: torch.randint(0, 256, v.shape, dtype=torch.uint8) for cam, v in images.items()}
+    m = score_batch(CopyModel(), images, state, actions, task, context=3, horizons=[1, 2, 7])
+    s = summarize({k: v.tolist() for k, v in m.items()}, ["front", "wrist"], [1, 2, 7], 7)
+    for h in (1, 2, 7):
+        for key in (f"psnr@{h}", f"ssim@{h}", f"state_mae@{h}"):
+            assert s[key] == s["copy_last"][key]
+        assert s[f"state_mae@{h}"] != s["const_velocity"][f"state_mae@{h}"]
+    assert s["controllability_dpsnr@7"] is None and s["controllability_state@7"] is None  # no other actions given
+
+
+# ---- config and errors ---------------------------------------------------------------------------------------------
+
+
+def test_config_defaults_and_validation() -> None:
+    cfg = EvalWorldModelConfig(run="runs/a", out="x/eval.json", horizons=[8, 1, 8])
+    assert cfg.rrd == "x/eval.rrd" and cfg.horizons == [1, 8]
+    assert EvalWorldModelConfig(run="r", out="e.json", rrd_windows=0).rrd == ""
+    assert EvalWorldModelConfig(run="r").out.endswith(".json")
+    for bad in (dict(run=""), dict(horizons=[]), dict(horizons=[0, 4]), dict(out="e.txt"), dict(rrd="e.mp4"),
+                dict(batch_size=0), dict(device="tpu"), dict(windows_per_episode=0)):  # fmt: skip
+        with pytest.raises(ValueError):
+            EvalWorldModelConfig(**({"run": "r"} | bad))
+
+
+def test_a_checkpoint_of_another_kind_is_one_line(tmp_path: Path) -> None:
+    ckpt = tmp_path / "run" / "best"
+    ckpt.mkdir(parents=True)
+    (ckpt / "config.json").write_text(json.dumps({"kind": "policy", "format": 1}))
+    (ckpt / "model.safetensors").write_bytes(b"")
+    for run in (tmp_path / "run", ckpt):
+        with pytest.raises(GenbaError, match="not 'worldmodel'") as e:
+            run_eval_worldmodel(EvalWorldModelConfig(run=str(run), out=str(tmp_path / "e.json")))
+        assert "\n" not in str(e.value)
+    with pytest.raises(GenbaError, match="not a genba checkpoint"):
+        run_eval_worldmodel(EvalWorldModelConfig(run=str(tmp_path), out=str(tmp_path / "e.json")))
+
+
+# ---- the recording -------------------------------------------------------------------------------------------------
+
+
+def test_write_rrd_logs_real_and_predicted_frames_and_joints(tmp_path: Path) -> None:
+    images, state, actions, task = windows_batch(b=2, t=6)
+    rollout = ActionModel().rollout({c: v[:, :2] for c, v in images.items()}, state[:, :2], actions, task, 4)
+    out = tmp_path / "wm.rrd"
+    joints = ["shoulder pan", "elbow/flex", "wrist", "gripper"]  # names that need escaping
+    write_rrd(out, ["ep3_t0", "ep5_t7"], [0, 7], ["pick", "赤い"], images, state, rollout, joints)
+    assert "verified without error" in verify_rrd(out)
+    rrd = read_rrd(out)
+    for name, t0 in (("ep3_t0", 0), ("ep5_t7", 7)):
+        for cam in ("front", "wrist"):
+            assert rrd.series(entity("worldmodel", name, cam, "real"), "EncodedImage:blob")[0] == list(
+                range(t0, t0 + 6)
+            )
+            frames, _ = rrd.series(entity("worldmodel", name, cam, "predicted"), "EncodedImage:blob")
+            assert frames == list(range(t0 + 2, t0 + 6))
+        b = 0 if t0 == 0 else 1
+        for j, joint in enumerate(joints):
+            frames, real = rrd.series(entity("worldmodel", name, "state", joint, "real"), "Scalars:scalars")
+            assert frames == list(range(t0, t0 + 6))
+            np.testing.assert_allclose([v[0] for v in real], state[b, :, j].numpy(), rtol=1e-6)
+            frames, pred = rrd.series(entity("worldmodel", name, "state", joint, "predicted"), "Scalars:scalars")
+            assert frames == list(range(t0 + 2, t0 + 6))
+            np.testing.assert_allclose([v[0] for v in pred], rollout["state"][b, :, j].numpy(), rtol=1e-6)
+    assert rrd.static(entity("worldmodel", "ep5_t7", "instruction"), "TextDocument:text") == ["赤い"]
+
+
+# ---- the whole command on a real run (fixture: tests/worldmodel/conftest.py) ---------------------------------------
+
+
+def test_eval_worldmodel_on_a_trained_run(tiny_worldmodel_run: dict, tmp_path: Path) -> None:
+    run, data = tiny_worldmodel_run["run"], tiny_worldmodel_run["data"]
+    out = tmp_path / "eval.json"
+    cfg = EvalWorldModelConfig(run=str(run), out=str(out), horizons=[1, 2, 8], windows_per_episode=3, threads=1)
+    summary = run_eval_worldmodel(cfg)
+    split = json.loads((run / "best" / "split.json").read_text())
+    assert summary["data"] == split["dataset"] and summary["episodes"] == len(split["val"])
+    assert summary["windows"] >= summary["episodes"] and summary["context_frames"] >= 1
+    cams = list(summary["per_camera"])
+    assert cams and set(summary["copy_last"]["per_camera"]) == set(cams)
+    for h in (1, 2, 8):
+        assert 0 < summary[f"psnr@{h}"] <= 100 and -1 <= summary[f"ssim@{h}"] <= 1 and summary[f"state_mae@{h}"] >= 0
+        for cam in cams:
+            assert 0 < summary["per_camera"][cam][f"psnr@{h}"] <= 100
+        assert summary["const_velocity"][f"state_mae@{h}"] >= 0
+    if summary["windows"] > 1:
+        assert math.isfinite(summary["controllability_dpsnr@8"]) and math.isfinite(summary["controllability_state@8"])
+    r = summary["retrieval_r1"]
+    assert r["n_en"] + r["n_ja"] == summary["episodes"]
+    for lang in ("en", "ja"):
+        assert (r[lang] is None) == (r[f"n_{lang}"] == 0)
+    assert summary["params"] > 0 and summary["train_seconds"] is not None
+    json.dumps(summary)  # the CLI writes it as JSON
+
+    rrd = read_rrd(summary["rrd"])
+    names = {e.split("/")[1] for e in rrd.entities() if e.startswith("worldmodel/")}
+    assert len(names) == min(2, summary["windows"])
+    for name in names:
+        for cam in cams:
+            assert entity("worldmodel", name, cam, "real") in rrd.entities()
+            assert entity("worldmodel", name, cam, "predicted") in rrd.entities()
+        assert any(e.startswith(f"worldmodel/{name}/state/") and e.endswith("/predicted") for e in rrd.entities())
+
+    again = run_eval_worldmodel(cfg)  # deterministic
+    assert {k: v for k, v in again.items() if k != "config"} == {k: v for k, v in summary.items() if k != "config"}
+    with pytest.raises(GenbaError, match="validation episodes") as e:  # longer than any validation episode
+        run_eval_worldmodel(EvalWorldModelConfig(run=str(run), data=str(data), out=str(out), horizons=[1, 500]))
+    assert "\n" not in str(e.value)
