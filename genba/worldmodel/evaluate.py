@@ -7,8 +7,11 @@ Windows of `context_frames` real frames + max(horizons) more are taken on the va
 split.json, spread evenly over each episode where the whole window fits (no padding). The model rolls out open loop
 from the context with the true actions; at each horizon H its H-th predicted frame is compared with the real one:
 
-- `psnr@H`, `ssim@H` per camera (`per_camera`) and averaged over cameras, on frames scaled to [0, 1]; SSIM is the
-  standard one (Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03, valid filtering) per RGB channel, averaged.
+- `psnr@H`, `ssim@H` per camera (`per_camera`) and averaged over cameras, on frames scaled to [0, 1]. `psnr@H` is
+  the PSNR of the mean squared error over all windows; `psnr_frames@H` beside it is the mean of each frame's PSNR,
+  which frames identical to the truth (a still arm at an episode's end, copied by copy-last) drive to the 100 dB
+  cap, so that mean says more about the cap than about the predictions. SSIM is the standard one (Gaussian window
+  11, sigma 1.5, K1 0.01, K2 0.03, valid filtering) per RGB channel, averaged.
   `state_mae@H`: mean absolute error over joints, raw units.
 - baselines on the same windows: `copy_last` (last context frame and state held) and `const_velocity` (state only:
   last + k * (last - previous); zero velocity with one context frame).
@@ -17,9 +20,9 @@ from the context with the true actions; at each horizon H its H-th predicted fra
   true actions minus that with the others, `controllability_state@H` the state MAE with the others minus that with
   the true ones; positive = the actions matter. H = 8 when 8 is a horizon, else the largest (the key says which);
   null when there is a single window.
-- `retrieval_r1`: image-to-instruction R@1 per language ("ja" = has kana or CJK ideographs): each episode's first
-  window's first frame (all cameras) against the distinct instructions of that language's episodes; chance =
-  1 / distinct instructions; null for a language without episodes.
+- `retrieval_r1`: image-to-instruction R@1 per language ("ja" = has kana or CJK ideographs): every window's first
+  frame (all cameras) against the distinct instructions of that language's episodes; chance = 1 / distinct
+  instructions; `n_en`, `n_ja` count the windows; null for a language without episodes.
 
 The Rerun recording (`rrd`) shows `rrd_windows` windows on the `frame_index` timeline (frames of the episode):
 `worldmodel/<window>/<camera>/{real,predicted}`, `worldmodel/<window>/state/<joint>/{real,predicted}` and
@@ -28,6 +31,7 @@ The Rerun recording (`rrd`) shows `rrd_windows` windows on the `frame_index` tim
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 import time
@@ -94,6 +98,16 @@ class EvalWorldModelConfig:
 def to_unit(frames: Tensor) -> Tensor:
     """uint8 frames (..., 3, H, W) -> float32 in [0, 1]."""
     return frames.float() / 255.0
+
+
+def mse(pred: Tensor, real: Tensor) -> Tensor:
+    """Mean squared error of images (..., 3, H, W) in [0, 1] -> (...)."""
+    return (pred - real).pow(2).flatten(-3).mean(-1)
+
+
+def psnr_of_mse(mse: float) -> float:
+    """PSNR in dB of a mean squared error (of frames in [0, 1]), capped like `psnr`."""
+    return float(10.0 * math.log10(1.0 / max(mse, PSNR_CAP_MSE)))
 
 
 def psnr(pred: Tensor, real: Tensor) -> Tensor:
@@ -243,13 +257,14 @@ def score_batch(model: Any, images: dict[str, Tensor], state: Tensor, actions: T
         for h in horizons:
             for prefix, guess in (("", pred[:, h - 1]), ("copy_last/", last)):
                 m[f"{prefix}{cam}/psnr@{h}"] = psnr(guess, real[cam][:, h - 1])
+                m[f"{prefix}{cam}/mse@{h}"] = mse(guess, real[cam][:, h - 1])
                 m[f"{prefix}{cam}/ssim@{h}"] = ssim(guess, real[cam][:, h - 1])
     if other_actions is not None:
         hc = control_horizon
         mixed = torch.cat([actions[:, : c - 1], other_actions[:, c - 1 : c + hc - 1]], 1)  # (B, C + hc - 1, A)
         alt = model.rollout(ctx_images, ctx_state, mixed, task, horizon=hc)
         for cam in images:
-            m[f"control/{cam}/psnr"] = psnr(to_unit(alt["images"][cam][:, hc - 1]), real[cam][:, hc - 1])
+            m[f"control/{cam}/mse"] = mse(to_unit(alt["images"][cam][:, hc - 1]), real[cam][:, hc - 1])
         m["control/state_mae"] = state_mae(alt["state"][:, hc - 1].float(), real_state[:, hc - 1])
     return m
 
@@ -260,14 +275,20 @@ def summarize(metrics: dict[str, list[float]], cameras: list[str], horizons: lis
 
     mean = {name: float(np.mean(v)) for name, v in metrics.items()}
 
+    for name in [n for n in mean if "/mse@" in n]:  # PSNR of the windows' mean squared error
+        mean[name.replace("/mse@", "/psnr@")] = psnr_of_mse(mean[name])
+    for name in [n for n in metrics if "/psnr@" in n]:  # and the mean of the frames' PSNRs beside it
+        mean[name.replace("/psnr@", "/psnr_frames@")] = float(np.mean(metrics[name]))
+    kinds = ("psnr", "psnr_frames", "ssim")
+
     def images_and_state(prefix: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for h in horizons:
-            for what in ("psnr", "ssim"):
+            for what in kinds:
                 out[f"{what}@{h}"] = float(np.mean([mean[f"{prefix}{cam}/{what}@{h}"] for cam in cameras]))
             out[f"state_mae@{h}"] = mean[f"{prefix}state_mae@{h}"]
         out["per_camera"] = {
-            cam: {f"{what}@{h}": mean[f"{prefix}{cam}/{what}@{h}"] for h in horizons for what in ("psnr", "ssim")}
+            cam: {f"{what}@{h}": mean[f"{prefix}{cam}/{what}@{h}"] for h in horizons for what in kinds}
             for cam in cameras
         }
         return out
@@ -276,7 +297,7 @@ def summarize(metrics: dict[str, list[float]], cameras: list[str], horizons: lis
     summary["copy_last"] = images_and_state("copy_last/")
     summary["const_velocity"] = {f"state_mae@{h}": mean[f"const_velocity/state_mae@{h}"] for h in horizons}
     control = "control/state_mae" in mean
-    other_psnr = float(np.mean([mean[f"control/{cam}/psnr"] for cam in cameras])) if control else 0.0
+    other_psnr = float(np.mean([psnr_of_mse(mean[f"control/{cam}/mse"]) for cam in cameras])) if control else 0.0
     summary[f"controllability_dpsnr@{hc}"] = summary[f"psnr@{hc}"] - other_psnr if control else None
     summary[f"controllability_state@{hc}"] = mean["control/state_mae"] - summary[f"state_mae@{hc}"] if control else None
     return summary
@@ -466,8 +487,8 @@ def run_eval_worldmodel(cfg: EvalWorldModelConfig) -> dict[str, Any]:
                 metrics.setdefault(name, []).extend(values.double().cpu().tolist())
             bar.update(len(ids))
         bar.close()
-        for lo in range(0, len(firsts), bs):  # retrieval: the first frame of each episode's first window
-            images, _, _, task = load_windows(ds, [rows[i] for i in firsts[lo : lo + bs]], mcfg, device)
+        for lo in range(0, len(windows), bs):  # retrieval: the first frame of every window
+            images, _, _, task = load_windows(ds, rows[lo : lo + bs], mcfg, device)
             image_emb.append(model.embed_images({cam: v[:, 0] for cam, v in images.items()}).float().cpu())
             text_emb.append(model.embed_text(task).float().cpu())
             tasks += task

@@ -17,6 +17,7 @@ from genba.worldmodel.evaluate import (
     const_velocity,
     copy_last,
     language,
+    mse,
     other_episode,
     psnr,
     retrieval_r1,
@@ -191,7 +192,7 @@ def test_score_batch_measures_the_right_frames_and_controllability() -> None:
     s = summarize({k: v.tolist() for k, v in m.items()}, ["front", "wrist"], horizons, 8)
     assert s["controllability_state@8"] > 0.1 and s["controllability_dpsnr@8"] == pytest.approx(0.0)
     assert set(s["per_camera"]) == {"front", "wrist"} and set(s["per_camera"]["front"]) == {
-        f"{w}@{h}" for w in ("psnr", "ssim") for h in horizons
+        f"{w}@{h}" for w in ("psnr", "psnr_frames", "ssim") for h in horizons
     }
     assert set(s["const_velocity"]) == {f"state_mae@{h}" for h in horizons}
     assert s["copy_last"]["psnr@3"] == pytest.approx(10 * math.log10(1 / (30 / 255) ** 2), abs=1e-3)
@@ -286,7 +287,7 @@ def test_eval_worldmodel_on_a_trained_run(tiny_worldmodel_run: dict, tmp_path: P
     if summary["windows"] > 1:
         assert math.isfinite(summary["controllability_dpsnr@8"]) and math.isfinite(summary["controllability_state@8"])
     r = summary["retrieval_r1"]
-    assert r["n_en"] + r["n_ja"] == summary["episodes"]
+    assert r["n_en"] + r["n_ja"] == summary["windows"]  # every window's first frame is a query
     for lang in ("en", "ja"):
         assert (r[lang] is None) == (r[f"n_{lang}"] == 0)
     assert summary["params"] > 0 and summary["train_seconds"] is not None
@@ -306,3 +307,19 @@ def test_eval_worldmodel_on_a_trained_run(tiny_worldmodel_run: dict, tmp_path: P
     with pytest.raises(GenbaError, match="validation episodes") as e:  # longer than any validation episode
         run_eval_worldmodel(EvalWorldModelConfig(run=str(run), data=str(data), out=str(out), horizons=[1, 500]))
     assert "\n" not in str(e.value)
+
+
+def test_psnr_is_of_the_windows_mean_error_and_the_frame_mean_is_beside_it() -> None:
+    """A window copied exactly (100 dB, the cap) and one with MSE 0.01 (20 dB): psnr@H is 10 log10(1 / 0.005), not the
+    mean of 100 and 20, which the cap would decide."""
+    import torch
+
+    metrics = {"front/mse@1": [0.0, 0.01], "front/psnr@1": [100.0, 20.0], "front/ssim@1": [1.0, 0.5],
+               "state_mae@1": [0.0, 0.0]}  # fmt: skip
+    metrics |= {f"copy_last/{k}": v for k, v in metrics.items()} | {"const_velocity/state_mae@1": [0.0, 0.0]}
+    s = summarize(metrics, ["front"], [1], 1)
+    assert s["psnr@1"] == pytest.approx(10 * math.log10(1 / 0.005))
+    assert s["psnr_frames@1"] == pytest.approx(60.0) and s["per_camera"]["front"]["psnr_frames@1"] == pytest.approx(
+        60.0
+    )
+    assert float(mse(torch.zeros(2, 3, 4, 4), torch.full((2, 3, 4, 4), 0.1))[0]) == pytest.approx(0.01)
