@@ -1,5 +1,6 @@
 """The whole pipeline as `make demo` runs it, on a small preset: collect expert episodes in MuJoCo, load them with
-lerobot's own LeRobotDataset, write a .rrd of episode 0 and read it back with rerun's own reader."""
+lerobot's own LeRobotDataset, write a .rrd of episode 0 and read it back with rerun's own reader, evaluate the
+expert, train a world model briefly and evaluate it on the held-out episode, with its .rrd read back."""
 
 import json
 
@@ -16,7 +17,8 @@ pytestmark = pytest.mark.xdist_group("e2e")
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    argv = ["demo", f"out={out}", "episodes=2", "image_size=48", "workers=1", "lang=ja", "eval_episodes=3"]
+    argv = ["demo", f"out={out}", "episodes=2", "image_size=48", "workers=1", "lang=ja", "eval_episodes=3",
+            "worldmodel_steps=2", "threads=1"]  # fmt: skip
     assert main(argv) == 0
     return out, json.loads((out / "summary.json").read_text()), argv
 
@@ -66,6 +68,24 @@ def test_demo_runs_again_without_redoing_work(demo):
     again = json.loads((out / "summary.json").read_text())
     assert again["collect"]["episodes"] == summary["collect"]["episodes"]
     assert again["collect"]["frames"] == summary["collect"]["frames"]
+    assert again["train_worldmodel"] == summary["train_worldmodel"]  # the finished run is reused, not retrained
+    assert again["eval_worldmodel"]["psnr@8"] == summary["eval_worldmodel"]["psnr@8"]
+
+
+def test_demo_trains_and_evaluates_a_world_model_with_predictions_beside_reality(demo):
+    out, summary, _ = demo
+    trained, wm = summary["train_worldmodel"], summary["eval_worldmodel"]
+    assert trained["steps"] == 2 and trained["kind"] == "worldmodel"
+    assert (out / "worldmodel" / "last" / "model.safetensors").is_file()
+    assert wm["episodes"] == 1 and wm["context_frames"] == 2
+    for h in (1, 4, 8, 16):
+        assert 0 < wm[f"psnr@{h}"] <= 100 and wm["copy_last"][f"psnr@{h}"] > 0
+    assert set(wm["per_camera"]) == set(keys.CAMERAS)
+    verify_rrd(wm["rrd"])
+    rrd = read_rrd(wm["rrd"])
+    for camera in keys.CAMERAS:
+        assert any(e.endswith(f"/{camera}/predicted") for e in rrd.entities())
+        assert any(e.endswith(f"/{camera}/real") for e in rrd.entities())
 
 
 @pytest.mark.parametrize(
