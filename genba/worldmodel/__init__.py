@@ -1,0 +1,11 @@
+"""The world model and the language-vision backbone it shares with the policies.
+
+    backbone.py        timm ViT + UTF-8 byte text encoder + SigLIP loss (`Backbone`, `BackboneConfig`)
+    model.py           `WorldModel` (kind "worldmodel"): frame tokenizer, action-conditioned dynamics on
+                       genba.kernels.st_attention, losses, KV-cache `rollout`, `embed_images` / `embed_text`
+    data.py            clip windows of T consecutive frames from any LeRobotDataset v3, batches for genba.train
+    presets/*.yaml     tiny (2-core CPU), small (one GPU), base (several GPUs)
+    train_command.py   `genba train-worldmodel`
+    evaluate.py        `genba eval-worldmodel`: open-loop metrics against copy-last and constant velocity, a .rrd
+    bench.py           `genba bench worldmodel`
+"""
