@@ -8,4 +8,6 @@
     train_command.py   `genba train-worldmodel`
     evaluate.py        `genba eval-worldmodel`: open-loop metrics against copy-last and constant velocity, a .rrd
     bench.py           `genba bench worldmodel`
+
+Each command's module holds its config dataclass and its `run_*` function; heavy imports happen inside them.
 """
