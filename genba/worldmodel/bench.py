@@ -75,6 +75,7 @@ def run_bench_worldmodel(cfg: BenchWorldModelConfig) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from genba import keys
     from genba.worldmodel.model import WorldModel, WorldModelConfig, count_params
     from genba.worldmodel.train_command import load_preset
 
@@ -124,7 +125,7 @@ def run_bench_worldmodel(cfg: BenchWorldModelConfig) -> dict:
     model.eval()
     c, k = model_cfg.context_frames, cfg.horizon
     rb = random_batch(model_cfg, cfg.rollout_batch, device)
-    images = {cam: rb[f"observation.images.{cam}"].expand(-1, c, -1, -1, -1).contiguous() for cam in model_cfg.cameras}
+    images = {cam: rb[keys.image_key(cam)].expand(-1, c, -1, -1, -1).contiguous() for cam in model_cfg.cameras}
     state = rb[model_cfg.state_key].expand(-1, c, -1).contiguous()
     actions = torch.randn(cfg.rollout_batch, c + k - 1, model_cfg.action_dim, device=device)
 

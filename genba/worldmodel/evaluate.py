@@ -196,7 +196,7 @@ def retrieval_r1(image_emb: Tensor, text_emb: Tensor, texts: list[str]) -> dict[
 # ---- windows ---------------------------------------------------------------------------------------------------
 
 
-def window_starts(lengths: dict[int, int], span: int, per_episode: int) -> list[tuple[int, int]]:
+def eval_windows(lengths: dict[int, int], span: int, per_episode: int) -> list[tuple[int, int]]:
     """(episode, first frame) of up to `per_episode` windows of `span` frames per episode, spread evenly from the
     first frame to the last start that fits, in episode order; an episode shorter than `span` gives none."""
     out = []
@@ -454,7 +454,7 @@ def run_eval_worldmodel(cfg: EvalWorldModelConfig) -> dict[str, Any]:
     if split.get("num_episodes", n_eps) != n_eps or val[-1] >= n_eps:
         raise GenbaError(f"{data} has {n_eps} episodes; the checkpoint's split is of {split.get('num_episodes')}")
     lengths = {e: int(table["to"][e] - table["from"][e]) for e in val}
-    windows = window_starts(lengths, span, cfg.windows_per_episode)
+    windows = eval_windows(lengths, span, cfg.windows_per_episode)
     if not windows:
         longest = max(lengths.values())
         raise GenbaError(

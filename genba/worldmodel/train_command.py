@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from genba import keys
 from genba.errors import GenbaError
 from genba.io import write_json
 
@@ -39,8 +40,8 @@ class TrainWorldModelConfig:
         default=0, metadata={"help": "checkpoint every N steps (0 = the preset's; always at the end)"}
     )
     cameras: list[str] = field(default_factory=list, metadata={"help": "cameras to use (empty = every camera)"})
-    state_key: str = field(default="observation.state", metadata={"help": "proprioceptive state feature"})
-    action_key: str = field(default="action", metadata={"help": "action feature"})
+    state_key: str = field(default=keys.OBS_STATE, metadata={"help": "proprioceptive state feature"})
+    action_key: str = field(default=keys.ACTION, metadata={"help": "action feature"})
     frame_window: int = field(default=-1, metadata={"help": "frames each frame attends to (-1 = preset, 0 = all)"})
     backend: str = field(default="auto", metadata={"help": "attention backend: auto, sdpa, flex, triton, reference"})
     val_fraction: float = field(default=0.1, metadata={"help": "share of episodes held out for validation"})

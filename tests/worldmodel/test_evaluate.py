@@ -16,6 +16,7 @@ from genba.worldmodel.evaluate import (
     EvalWorldModelConfig,
     const_velocity,
     copy_last,
+    eval_windows,
     language,
     mse,
     other_episode,
@@ -25,7 +26,6 @@ from genba.worldmodel.evaluate import (
     score_batch,
     ssim,
     summarize,
-    window_starts,
     write_rrd,
 )
 
@@ -125,16 +125,16 @@ def test_retrieval_r1_per_language_on_hand_made_embeddings() -> None:
 
 
 def test_window_starts_spread_evenly_and_fit() -> None:
-    windows = window_starts({3: 30, 5: 10, 7: 20, 9: 12}, span=12, per_episode=4)
+    windows = eval_windows({3: 30, 5: 10, 7: 20, 9: 12}, span=12, per_episode=4)
     assert windows == [(3, 0), (3, 6), (3, 12), (3, 18), (7, 0), (7, 3), (7, 5), (7, 8), (9, 0)]
     lengths = {3: 30, 7: 20, 9: 12}
     assert all(t >= 0 and t + 12 <= lengths[e] for e, t in windows)
-    assert window_starts({0: 11}, span=12, per_episode=4) == []
-    assert window_starts({0: 40}, span=12, per_episode=1) == [(0, 0)]
+    assert eval_windows({0: 11}, span=12, per_episode=4) == []
+    assert eval_windows({0: 40}, span=12, per_episode=1) == [(0, 0)]
 
 
 def test_other_episode_always_lends_another_episodes_actions() -> None:
-    windows = window_starts({0: 30, 1: 13, 2: 20, 4: 25}, span=12, per_episode=3)
+    windows = eval_windows({0: 30, 1: 13, 2: 20, 4: 25}, span=12, per_episode=3)
     other = other_episode(windows)
     assert other is not None and len(other) == len(windows)
     assert all(windows[o][0] != windows[i][0] for i, o in enumerate(other))
