@@ -149,12 +149,13 @@ def run_episode(
     )
 
 
-def rollout(env: Any, policy: Policy, seed: int, **options: Any) -> Episode:
-    """One episode of `policy` in a genba env (a `genba.sim.make` env) from `seed`; options as `run_episode`."""
+def rollout(env: Any, policy: Policy, seed: int, reset_options: dict | None = None, **options: Any) -> Episode:
+    """One episode of `policy` in a genba env (a `genba.sim.make` env) from `seed`; options as `run_episode`.
+    reset_options go to the env's reset (e.g. {"instruction": "shuffled"})."""
     from genba.sim.arm import SimArm
 
     arm = SimArm(env)
-    arm.reset(seed)
+    arm.reset(seed, reset_options)
     return run_episode(arm, policy, **options)
 
 

@@ -29,8 +29,8 @@ class SimArm:
         self._reason: str | None = None
         self.seed: int | None = None
 
-    def reset(self, seed: int) -> None:
-        self._obs, _ = self.env.reset(seed=seed)
+    def reset(self, seed: int, options: dict | None = None) -> None:
+        self._obs, _ = self.env.reset(seed=seed, options=options)
         self.seed, self._done, self._success, self._reason = seed, False, False, None
 
     def observe(self) -> dict[str, Any]:

@@ -13,6 +13,9 @@ Action:
                             tip of a top-down gripper, per step, |dxyz| <= 0.03, |dyaw| <= 0.3; the env turns it
                             into joint targets with the same inverse kinematics the experts use.
 
+Reset options: `instruction="shuffled"` makes the instruction name another object of the same scene (a distractor;
+genba.sim.scene.shuffle_instruction), for grounding checks; the default "as_is" keeps the task's own.
+
 Reward 1.0 on the step where the task's success predicate holds (genba.sim.tasks), else 0.0; the episode
 terminates on success. It is truncated at the time limit, or early when the physics becomes unstable (NaN / huge
 velocities / MuJoCo's own instability warnings): then info["truncation_reason"] says why and the observation is the
@@ -33,7 +36,7 @@ from genba.sim.config import EnvConfig
 from genba.sim.ik import ArmIK
 from genba.sim.model import ARM_JOINTS, GRIPPER_BODIES, JOINT_LIMITS, TIMESTEP, TIP_SITE, build_model
 from genba.sim.render import SceneRenderer
-from genba.sim.scene import ENV_STATE_DIM, N_SLOTS, SLOT_DIM, sample_spec
+from genba.sim.scene import ENV_STATE_DIM, INSTRUCTION_MODES, N_SLOTS, SLOT_DIM, sample_spec, shuffle_instruction
 from genba.sim.tasks import get_task
 
 MAX_QVEL = 200.0  # rad/s or m/s: beyond this the simulation is considered blown up
@@ -87,7 +90,12 @@ class GenbaEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         super().reset(seed=seed)
         ep_seed = int(seed) if seed is not None else int(self.np_random.integers(2**31 - 1))
+        instruction = (options or {}).get("instruction", "as_is")
+        if instruction not in INSTRUCTION_MODES:
+            raise ValueError(f"reset option instruction={instruction!r} is not one of {', '.join(INSTRUCTION_MODES)}")
         self._spec = sample_spec(self.task, ep_seed, self.cfg.lang, self.cfg.randomize)
+        if instruction == "shuffled":  # another object named; the scene (and what success means) unchanged
+            shuffle_instruction(self._spec)
         self._spec.update(image_size=self.cfg.image_size, fps=self.fps)
         self.task_description = self._spec["instruction"]
         self.model = build_model(self._spec)

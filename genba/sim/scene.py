@@ -211,6 +211,48 @@ def sample_spec(task: str, seed: int, lang: str = "en", randomize: bool = True) 
     }
 
 
+INSTRUCTION_MODES = ("as_is", "shuffled")  # the env's reset option "instruction"
+_SHUFFLE_STREAM = 1  # the shuffle's own generator, apart from the scene's draws
+_SOLIDS = ("cube", "cylinder", "sphere")
+
+
+def shuffle_instruction(spec: dict) -> bool:
+    """Make `spec`'s instruction name another object of its scene (grounding checks); the scene stays as it is.
+
+    The same template and language, naming a distractor (chosen by the episode's seed) instead of the object; a
+    scene without distractors names its goal when the goal is a solid (stack: the two cubes swap), else the
+    instruction stays. Records `original_instruction` and `instruction_names` (the object now named, None when
+    unchanged) in the spec; returns whether the instruction changed. Success is still judged on the original object.
+    """
+    from genba.sim.tasks import get_task
+
+    objects = spec["objects"]
+    target = next(o for o in objects if o["role"] == "object")
+    goal = next((o for o in objects if o["role"] == "goal"), None)
+    lang = spec["lang"]
+
+    def words(o: dict | None) -> str:
+        return phrase(o["color"], o["shape"], lang) if o else ""
+
+    templates = get_task(spec["task"]).templates[lang]
+    template = next((t for t in templates if t.format(obj=words(target), goal=words(goal)) == spec["instruction"]),
+                    templates[0])  # fmt: skip
+    distractors = [o for o in objects if o["role"] == "distractor"]
+    spec["original_instruction"] = spec["instruction"]
+    spec["instruction_names"] = None
+    if distractors:
+        rng = np.random.default_rng([int(spec["seed"]), _SHUFFLE_STREAM])
+        named = distractors[int(rng.integers(len(distractors)))]
+        spec["instruction"] = template.format(obj=words(named), goal=words(goal))
+    elif goal is not None and goal["shape"] in _SOLIDS:
+        named = goal
+        spec["instruction"] = template.format(obj=words(goal), goal=words(target))
+    else:
+        return False
+    spec["instruction_names"] = named["name"]
+    return True
+
+
 def _sample_physics(rng: np.random.Generator, randomize: bool, objects: list[dict]) -> dict:
     u = (lambda lo, hi, n=None: rng.uniform(lo, hi, n)) if randomize else (lambda lo, hi, n=None: (
         np.full(n, (lo + hi) / 2) if n else (lo + hi) / 2))  # fmt: skip
