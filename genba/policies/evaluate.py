@@ -1,27 +1,65 @@
-"""`genba eval`: a policy's success rate on a simulated task, through the one episode loop, with a 95% interval.
+"""`genba eval`: a policy's success rate on a simulated task, through the one episode loop, with honest intervals.
 
     genba eval task=pick_place policy=scripted episodes=50
-    genba eval task=reach policy=my_lab.policies:Grasper episodes=100 n_action_steps=8
-    genba eval task=reach policy=lerobot:runs/act-reach episodes=50          # a LeRobot checkpoint
+    genba eval task=reach policy=runs/vla-reach episodes=100 compare=lerobot:runs/act-reach   # paired, same seeds
+    genba eval task=pick_place policy=runs/vla-pp episodes=100 grounding=true lang=mixed     # the grounding gap
+    genba eval task=reach policy=my_lab.policies:Grasper episodes=100 workers=4 rrd=outputs/eval.rrd rrd_episodes=[0,3]
 
-The env renders what the policy's input spec asks for: the cameras it names, at the size it names; a policy that
-reads anything a genba env cannot give (a camera other than front/wrist, a state of another size) is a one-line
-error before any episode. Episode i uses seed `seed + i`; the default first seed (1,000,000) keeps evaluation away
-from `genba collect`'s training seeds (0 upwards), and every seed is recorded in the summary. The interval is
-Wilson's score interval, which stays inside [0, 1] and is honest at 0% and 100%, where the normal approximation
-collapses to a point.
+Seeds: episode i uses seed `seed + i`, and the summary records the whole list (`seeds`). The default first seed,
+1,000,000, keeps evaluation away from `genba collect`'s training seeds (0 upwards).
+
+The env: cameras, image size and depth default to what the policy's input spec reads, the instruction language to
+the policy's own `lang` (the mix it was trained on, when it says) or English. `cameras=`, `image_size=` and
+`lang=` override them (a configurable policy, such as `linear` or a class of yours whose constructor names them,
+is built with the overrides too). An override the policy cannot take, such as dropping a camera it requires or an
+image size other than the one its spec fixes, is a one-line error naming both sides, before any episode; so is a
+policy that reads anything a genba env cannot give. A language the policy never saw is not an error: it runs, and
+`by_language` shows how it did.
+
+Episodes run in `workers` spawned processes (default: 2, or fewer when there are fewer episodes), each with its own
+policy (built by the same registry, `genba.policies.registry.policy_factory`) and env, through the one episode loop
+(`genba.policies.rollout.rollout`). Every episode starts from its seed alone (the scene, and the Python, NumPy and
+torch generators are seeded from it), so the outcomes do not depend on the number of workers; a policy that keeps
+a generator of its own should reseed it in `reset()`. An error in an episode stops the evaluation with one line
+naming the seed.
+
+Summary: `success_rate`, `ci95` (Wilson's 95% score interval, [low, high]), `episodes`, `successes`, `seeds`,
+`mean_length` (steps per episode), `latency_ms_p50` / `latency_ms_p99` (wall time of each `infer` call that produced
+a chunk, in the worker), `by_language` ({lang: episodes, successes, success_rate, ci95}), `per_episode`, and:
+
+- `compare=<policy>`: the other policy on the same seeds (its own summary under `compare`), `paired_diff` (this
+  rate minus the other's), `paired_ci95` (Newcombe's paired interval), `p_value` (exact McNemar) and `discordant`
+  (seeds only this policy solved, `first_only`, and only the other, `second_only`); see genba.policies.stats.
+- `instruction=shuffled`: every instruction names another object of the same scene instead (a distractor, in the
+  episode's language, with the task's template); success is still judged on the original object, so a policy
+  that reads the instruction must fail more often. `shuffled_unchanged` counts episodes with no other object to
+  name (their instruction stays).
+- `grounding=true`: runs the policy both as it is and shuffled on the same seeds and reports `grounding_gap` (as-is
+  rate minus shuffled rate), `grounding_ci95`, `grounding_p_value`, and the shuffled run under `shuffled`.
+- `rrd=<file.rrd>`: the episodes at indices `rrd_episodes` (default the first) logged to Rerun through genba.viz,
+  one recording each in the one file (what the policy saw, its actions, the instruction it was given, the scene in
+  3D); read it back with genba.viz.readback.read_rrd(path, recording=k).
 """
 
 from __future__ import annotations
 
-import math
+import os
+import random
 import sys
+import tempfile
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from genba import keys
+from genba.errors import GenbaError
+from genba.policies.stats import compare_paired, wilson_interval
+
+__all__ = ["EVAL_SEED", "EvalConfig", "env_options", "run_eval", "wilson_interval"]
 
 EVAL_SEED = 1_000_000  # far above the seeds collect uses by default (0, 1, ...)
+INSTRUCTIONS = ("as_is", "shuffled")  # = genba.sim.scene.INSTRUCTION_MODES
+DEFAULT_WORKERS = 2
 
 
 @dataclass
@@ -29,25 +67,54 @@ class EvalConfig:
     task: str = field(default="pick_place", metadata={"help": "simulated task (see `genba tasks`)"})
     policy: str = field(
         default="scripted",
-        metadata={"help": "scripted | linear | hold | random, lerobot:<checkpoint folder>, or module.path:ClassName"},
-    )
-    episodes: int = field(default=20, metadata={"help": "episodes to run"})
+        metadata={"help": "scripted | linear | hold | random, a VLA run folder, lerobot:<checkpoint folder>, or "
+                          "module.path:ClassName"},
+    )  # fmt: skip
+    episodes: int = field(default=20, metadata={"help": "episodes to run (per policy)"})
     seed: int = field(default=EVAL_SEED, metadata={"help": "seed of the first episode; episode i uses seed + i"})
     n_action_steps: int | None = field(
         default=None, metadata={"help": "rows of each action chunk executed before the next; null: all of them"}
     )
     blend: int = field(default=0, metadata={"help": "steps over which an overlapping new chunk is blended in"})
-    lang: str = field(default="en", metadata={"help": "instruction language: en, ja or mixed"})
+    lang: str | None = field(
+        default=None,
+        metadata={"help": "instruction language: en, ja or mixed; null: the policy's own (its `lang`), else en"},
+    )
+    image_size: int | None = field(
+        default=None, metadata={"help": "camera image side in pixels; null: what the policy's input spec reads"}
+    )
+    cameras: list[str] | None = field(
+        default=None, metadata={"help": "cameras to render (front, wrist); null: those the policy's input spec reads"}
+    )
     randomize: bool = field(default=True, metadata={"help": "domain randomization of each episode's scene"})
+    instruction: str = field(
+        default="as_is",
+        metadata={"help": "as_is, or shuffled: each instruction names another object of the scene (grounding)"},
+    )
+    compare: str = field(
+        default="", metadata={"help": "another policy to run on the same seeds: paired difference, interval, p-value"}
+    )
+    grounding: bool = field(
+        default=False, metadata={"help": "also run with shuffled instructions and report the grounding gap"}
+    )
+    workers: int | None = field(
+        default=None, metadata={"help": f"parallel episode processes; null: min({DEFAULT_WORKERS}, episodes)"}
+    )
+    rrd: str = field(default="", metadata={"help": "write chosen episodes to this Rerun .rrd file (empty: none)"})
+    rrd_episodes: list[int] = field(
+        default_factory=lambda: [0], metadata={"help": "indices (0-based) of the episodes to write to rrd="}
+    )
     out: str = field(default="", metadata={"help": "summary JSON path (default outputs/eval-<time>.json)"})
 
     def __post_init__(self) -> None:
-        from genba.sim.config import LANGS
+        from genba.sim.config import CAMERA_NAMES, LANGS
         from genba.sim.tasks import TASKS  # the registry alone: no MuJoCo
 
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r} (valid: {', '.join(TASKS)})")
-        if self.lang not in LANGS:
+        if not isinstance(self.policy, str) or not self.policy.strip():
+            raise ValueError("policy= is empty (valid: scripted, linear, hold, random, a run folder, ...)")
+        if self.lang is not None and self.lang not in LANGS:
             raise ValueError(f"lang={self.lang!r} is not one of {', '.join(LANGS)}")
         if not isinstance(self.episodes, int) or self.episodes < 1:
             raise ValueError(f"episodes={self.episodes!r} must be an integer >= 1")
@@ -57,22 +124,35 @@ class EvalConfig:
             raise ValueError(f"n_action_steps={self.n_action_steps!r} must be >= 1 (or null)")
         if self.blend < 0:
             raise ValueError(f"blend={self.blend!r} must be >= 0")
+        if self.image_size is not None and (not isinstance(self.image_size, int) or not 16 <= self.image_size <= 1024):
+            raise ValueError(f"image_size={self.image_size!r} must be an integer in [16, 1024] (or null)")
+        if self.cameras is not None:
+            self.cameras = list(self.cameras)
+            if any(c not in CAMERA_NAMES for c in self.cameras) or len(set(self.cameras)) != len(self.cameras):
+                raise ValueError(f"cameras={self.cameras!r}: each must be one of {', '.join(CAMERA_NAMES)}, no repeats")
+        if self.instruction not in INSTRUCTIONS:
+            raise ValueError(f"instruction={self.instruction!r} is not one of {', '.join(INSTRUCTIONS)}")
+        if self.grounding and self.instruction != "as_is":
+            raise ValueError("grounding=true runs both as_is and shuffled itself: leave instruction=as_is")
+        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
+            raise ValueError(f"workers={self.workers!r} must be an integer >= 1 (or null)")
+        if self.rrd and not self.rrd.endswith(".rrd"):
+            raise ValueError(f"rrd={self.rrd!r} must be a .rrd file path (or empty)")
+        self.rrd_episodes = sorted({int(i) for i in self.rrd_episodes})
+        bad = [i for i in self.rrd_episodes if not 0 <= i < self.episodes]
+        if self.rrd and (bad or not self.rrd_episodes):
+            raise ValueError(
+                f"rrd_episodes={self.rrd_episodes}: each must be an episode index in 0..{self.episodes - 1}"
+            )
 
-
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """95% Wilson score interval of a success rate."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    @property
+    def n_workers(self) -> int:
+        return min(self.workers or DEFAULT_WORKERS, self.episodes)
 
 
 def env_options(policy: Any) -> dict[str, Any]:
     """The cameras, image size and depth a policy's input spec asks for (no cameras: nothing is rendered); a one-line
     GenbaError naming both sides when it reads anything a genba env cannot give (checked before any episode)."""
-    from genba.errors import GenbaError
     from genba.sim.arm import PROVIDES, provides
 
     prefix, depth_prefix = keys.OBS_IMAGES + ".", keys.OBS_DEPTH + "."
@@ -101,39 +181,391 @@ def env_options(policy: Any) -> dict[str, Any]:
     return {"cameras": cams, **({"image_size": sizes.pop()[0]} if sizes else {}), **({"depth": True} if depth else {})}
 
 
-def run_eval(cfg: EvalConfig) -> dict:
-    from tqdm import tqdm
-
+def resolve_env(policy: Any, cfg: EvalConfig) -> dict[str, Any]:
+    """The `genba.sim.make` options for `policy` under cfg's overrides; a one-line GenbaError, naming what the
+    policy reads and what the override gives, when they do not fit."""
     from genba.policies.contract import policy_name
-    from genba.policies.registry import policy_factory
-    from genba.policies.rollout import rollout
+    from genba.sim.config import LANGS
+
+    wants = env_options(policy)
+    name = policy_name(policy)
+    options: dict[str, Any] = {"cameras": wants["cameras"], "randomize": cfg.randomize}
+    if cfg.cameras is not None:
+        for key, feat in policy.input_spec.features.items():
+            camera = key.split(".", 2)[2] if key.startswith((keys.OBS_IMAGES + ".", keys.OBS_DEPTH + ".")) else None
+            if camera is not None and feat.required and camera not in cfg.cameras:
+                raise GenbaError(f"{name} requires {key}; cameras={cfg.cameras} does not render {camera}")
+        options["cameras"] = list(cfg.cameras)
+    size = wants.get("image_size")
+    if cfg.image_size is not None and size is not None and cfg.image_size != size:
+        raise GenbaError(f"{name} reads {size}x{size} images (its input spec is fixed); image_size={cfg.image_size} "
+                         f"would render {cfg.image_size}x{cfg.image_size}")  # fmt: skip
+    if cfg.image_size is not None or size is not None:
+        options["image_size"] = cfg.image_size or size
+    if wants.get("depth"):
+        options["depth"] = True
+    own = getattr(policy, "lang", None)
+    options["lang"] = cfg.lang or (own if own in LANGS else "en")
+    return options
+
+
+# ----------------------------------------------------------------------------------------------- the worker side
+# Each process (a spawned worker, or the evaluating process itself when workers=1) keeps what it built here: the
+# policies and envs of the runs it was given, built on first use so that a failure is an episode's error.
+_STATE: dict[str, Any] = {}
+
+
+def _setup(setup: dict, policies: dict | None = None) -> None:
+    _STATE.clear()
+    _STATE.update(setup=setup, policies={k: _Timed(p) for k, p in (policies or {}).items()}, envs={})
+
+
+def _teardown() -> None:
+    for env in _STATE.get("envs", {}).values():
+        env.close()
+    _STATE.clear()
+
+
+class _Timed:
+    """A policy whose `infer` calls are timed (milliseconds, wall clock); everything else is the policy's."""
+
+    def __init__(self, policy: Any) -> None:
+        self.policy, self.ms = policy, []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.policy, name)
+
+    @property
+    def input_spec(self) -> Any:
+        return self.policy.input_spec
+
+    @property
+    def action_spec(self) -> Any:
+        return self.policy.action_spec
+
+    def reset(self) -> None:
+        self.policy.reset()
+
+    def infer(self, obs: dict[str, Any]) -> dict:
+        import time
+
+        start = time.perf_counter()
+        result = self.policy.infer(obs)
+        self.ms.append((time.perf_counter() - start) * 1000.0)  # a call that produced a chunk (failures: `errors`)
+        return result
+
+
+def _policy(run: dict) -> _Timed:
+    policies = _STATE["policies"]
+    if run["policy"] not in policies:
+        from genba.policies.registry import policy_factory
+
+        policies[run["policy"]] = _Timed(policy_factory(run["policy"], **run["factory"])())
+        if "torch" in sys.modules:  # N workers share the cores: no oversubscription
+            sys.modules["torch"].set_num_threads(_STATE["setup"]["threads"])
+    return policies[run["policy"]]
+
+
+def _env(run: dict) -> Any:
     from genba.sim import make
 
-    policy = policy_factory(cfg.policy, task=cfg.task, seed=cfg.seed)()
-    env = make(cfg.task, lang=cfg.lang, randomize=cfg.randomize, **env_options(policy))
-    episodes = []
+    key = repr(sorted(run["env"].items()))
+    envs = _STATE["envs"]
+    if key not in envs:
+        envs[key] = make(_STATE["setup"]["task"], **run["env"])
+    return envs[key]
+
+
+def _seed_everything(seed: int) -> None:
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
+
+
+def _episode(job: tuple[int, int, int]) -> dict:
+    """Run one (run, episode index, seed); any failure comes back as one GenbaError line naming the seed."""
+    from genba.io import one_line
+
+    r, index, seed = job
+    run = _STATE["setup"]["runs"][r]
     try:
-        bar = tqdm(range(cfg.seed, cfg.seed + cfg.episodes), desc=f"eval {cfg.task}", unit="ep", file=sys.stderr)
-        for seed in bar:
-            episode = rollout(env, policy, seed, n_action_steps=cfg.n_action_steps, blend=cfg.blend)
-            episodes.append(episode.summary())
-            bar.set_postfix(success=f"{sum(e['success'] for e in episodes)}/{len(episodes)}")
-    finally:
-        env.close()
-    wins = sum(e["success"] for e in episodes)
-    low, high = wilson_interval(wins, len(episodes))
-    last = cfg.seed + cfg.episodes - 1
-    rate = f"{wins}/{len(episodes)} = {wins / len(episodes):.1%} (95% CI {low:.1%}-{high:.1%})"
-    print(f"{policy_name(policy)} on {cfg.task}: {rate}, seeds {cfg.seed}..{last}", file=sys.stderr)
-    return {
-        "policy": policy_name(policy),
+        return _run_episode(run, r, index, seed)
+    except Exception as e:
+        what = one_line(e) if isinstance(e, GenbaError) else f"{type(e).__name__}: {one_line(e)}"
+        raise GenbaError(f"{run['policy']} on seed {seed} (episode {index}): {what}") from None
+
+
+def _run_episode(run: dict, r: int, index: int, seed: int) -> dict:
+    from genba.policies.rollout import rollout
+
+    setup = _STATE["setup"]
+    policy, env = _policy(run), _env(run)
+    record = r == 0 and index in setup["rrd_episodes"]
+    _seed_everything(seed)
+    policy.ms.clear()
+    episode = rollout(env, policy, seed, reset_options={"instruction": run["instruction"]},
+                      n_action_steps=setup["n_action_steps"], blend=setup["blend"], record=record)  # fmt: skip
+    spec = env.unwrapped.episode_spec()
+    result = {**episode.summary(), "lang": spec["lang"], "latency_ms": list(policy.ms)}
+    if run["instruction"] == "shuffled":
+        result["original_instruction"] = spec["original_instruction"]
+        result["instruction_names"] = spec["instruction_names"]
+    if record:
+        result["rrd_part"] = _write_episode_rrd(episode, spec, env, index, run["name"])
+    return result
+
+
+def _write_episode_rrd(episode: Any, spec: dict, env: Any, index: int, policy: str) -> str:
+    """The recorded episode as one Rerun recording in the run's scratch folder; returns its path."""
+    from genba.viz.data import episode_from_steps
+    from genba.viz.episode import VizConfig, write_recording
+
+    frames = episode.frames
+    images = {c: frames[keys.image_key(c)] for c in keys.CAMERAS if keys.image_key(c) in frames}
+    depth = {c: frames[keys.depth_key(c)][..., 0] for c in keys.CAMERAS if keys.depth_key(c) in frames}
+    observations = [
+        {
+            keys.PIXELS: {c: v[t] for c, v in images.items()},
+            keys.DEPTH: {c: v[t] for c, v in depth.items()},
+            keys.AGENT_POS: frames[keys.OBS_STATE][t],
+            keys.ENV_STATE: frames[keys.OBS_ENV_STATE][t],
+        }
+        for t in range(episode.steps)
+    ]
+    meta = {"spec": spec, "success": episode.success, "seed": episode.seed}
+    ep = episode_from_steps(observations, frames[keys.ACTION], fps=env.unwrapped.fps, instruction=episode.task,
+                            meta=meta)  # fmt: skip
+    ep.source, ep.index = f"eval {policy} seed {episode.seed}", index
+    path = Path(_STATE["setup"]["rrd_dir"]) / f"{index}.rrd"
+    write_recording(ep, path, VizConfig())
+    return str(path)
+
+
+# ----------------------------------------------------------------------------------------------- the evaluating side
+def run_eval(cfg: EvalConfig) -> dict:
+    from genba.policies.contract import policy_name
+    from genba.policies.registry import policy_factory
+
+    factory = {"task": cfg.task, "seed": cfg.seed, "image_size": cfg.image_size, "cameras": cfg.cameras}
+    built = {cfg.policy: policy_factory(cfg.policy, **factory)()}  # fail on a bad name before any episode
+    if cfg.compare and cfg.compare not in built:
+        built[cfg.compare] = policy_factory(cfg.compare, **factory)()
+    env = {name: resolve_env(p, cfg) for name, p in built.items()}
+    lang = env[cfg.policy]["lang"]
+    for options in env.values():  # paired runs share the scenes: the same seeds in the same language
+        options["lang"] = lang
+    runs = [(cfg.policy, cfg.instruction)]
+    runs += [(cfg.compare, cfg.instruction)] if cfg.compare else []
+    runs += [(cfg.policy, "shuffled")] if cfg.grounding else []
+    seeds = list(range(cfg.seed, cfg.seed + cfg.episodes))
+    rrd = _check_rrd(cfg)
+    scratch = tempfile.mkdtemp(prefix=".eval-rrd-", dir=rrd.parent) if rrd else ""
+    setup = {
         "task": cfg.task,
-        "episodes": len(episodes),
-        "successes": wins,
-        "success_rate": wins / len(episodes),
-        "ci95": [round(low, 4), round(high, 4)],
-        "seeds": [cfg.seed, last],
-        "mean_steps": sum(e["steps"] for e in episodes) / len(episodes),
-        "per_episode": episodes,
-        "config": asdict(cfg),
+        "runs": [
+            {"policy": p, "name": policy_name(built[p]), "instruction": mode, "env": env[p], "factory": factory}
+            for p, mode in runs
+        ],
+        "n_action_steps": cfg.n_action_steps,
+        "blend": cfg.blend,
+        "rrd_episodes": cfg.rrd_episodes if rrd else [],
+        "rrd_dir": scratch,
+        "threads": max(1, (os.cpu_count() or 1) // cfg.n_workers),
     }
+    try:
+        results = _run_all(cfg, setup, seeds, built)
+        rrd_written = _merge_rrd([results[0][i]["rrd_part"] for i in cfg.rrd_episodes], rrd) if rrd else None
+    finally:
+        if scratch:
+            import shutil
+
+            shutil.rmtree(scratch, ignore_errors=True)
+    return _summary(cfg, setup, seeds, results, rrd_written)
+
+
+def _run_all(cfg: EvalConfig, setup: dict, seeds: list[int], built: dict) -> list[list[dict]]:
+    """Every (run, seed) episode, in `cfg.n_workers` processes; results[run][i] is seed i's."""
+    from tqdm import tqdm
+
+    jobs = [(r, i, seed) for i, seed in enumerate(seeds) for r in range(len(setup["runs"]))]
+    results: list[list[dict | None]] = [[None] * len(seeds) for _ in setup["runs"]]
+    bar = tqdm(total=len(jobs), desc=f"eval {cfg.task}", unit="ep", file=sys.stderr)
+    wins = 0
+
+    def done(job: tuple[int, int, int], result: dict) -> None:
+        nonlocal wins
+        results[job[0]][job[1]] = result
+        if job[0] == 0:
+            wins += result["success"]
+            bar.set_postfix(success=f"{wins}/{sum(r is not None for r in results[0])}")
+        bar.update(1)
+
+    try:
+        if cfg.n_workers == 1:  # here, with the policies already built
+            _setup(setup, built)
+            try:
+                for job in jobs:
+                    done(job, _episode(job))
+            finally:
+                _teardown()
+        else:
+            _run_pool(cfg.n_workers, setup, jobs, done)
+    finally:
+        bar.close()
+    return results  # type: ignore[return-value]
+
+
+def _run_pool(workers: int, setup: dict, jobs: list, done: Any) -> None:
+    import multiprocessing
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    from genba.io import one_line
+
+    context = multiprocessing.get_context("spawn")  # no forked MuJoCo/EGL/torch state
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_setup, initargs=(setup,))
+    try:
+        pending = {pool.submit(_episode, job): job for job in jobs}
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in sorted(finished, key=lambda f: pending[f]):
+                job = pending.pop(future)
+                try:
+                    done(job, future.result())
+                except BrokenProcessPool as e:
+                    raise GenbaError(f"a worker process died while running seed {job[2]} or another of its seeds "
+                                     f"({one_line(e)})") from None  # fmt: skip
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _check_rrd(cfg: EvalConfig) -> Path | None:
+    """The .rrd target, checked before any episode; several episodes are merged by the `rerun` CLI."""
+    if not cfg.rrd:
+        return None
+    from genba.io import check_path, check_writable
+
+    path = check_writable(check_path(Path(cfg.rrd).expanduser(), "rrd"), "rrd")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if len(cfg.rrd_episodes) > 1:
+        _rerun_cli()
+    return path
+
+
+def _rerun_cli() -> str:
+    import shutil
+
+    found = shutil.which("rerun") or shutil.which("rerun", path=str(Path(sys.executable).parent))
+    if not found:
+        raise GenbaError("rrd_episodes names several episodes, which the `rerun` CLI (rerun-sdk) merges into one "
+                         "file, but it is not on PATH; name one episode")  # fmt: skip
+    return found
+
+
+def _merge_rrd(parts: list[str], out: Path) -> str:
+    """The episodes' recordings in one .rrd at `out` (moved there when one; `rerun rrd merge` when several)."""
+    import subprocess
+
+    from genba.io import one_line
+
+    if len(parts) == 1:
+        os.replace(parts[0], out)
+        return str(out)
+    tmp = Path(parts[0]).with_name("merged.rrd")
+    with open(tmp, "wb") as f:
+        done = subprocess.run([_rerun_cli(), "rrd", "merge", *parts], stdout=f, stderr=subprocess.PIPE, timeout=600)
+    if done.returncode != 0:
+        raise GenbaError(f"rerun rrd merge failed: {one_line(done.stderr.decode(errors='replace')[-300:])}")
+    os.replace(tmp, out)
+    return str(out)
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    import numpy as np
+
+    return round(float(np.percentile(values, q)), 3)
+
+
+def _rate(episodes: list[dict]) -> dict:
+    n, wins = len(episodes), sum(bool(e["success"]) for e in episodes)
+    low, high = wilson_interval(wins, n)
+    return {"episodes": n, "successes": wins, "success_rate": wins / n if n else 0.0,
+            "ci95": [round(low, 4), round(high, 4)]}  # fmt: skip
+
+
+def _run_summary(run: dict, episodes: list[dict]) -> dict:
+    latency = [ms for e in episodes for ms in e["latency_ms"]]
+    langs = sorted({e["lang"] for e in episodes})
+    out = {
+        "policy": run["name"],
+        "instruction": run["instruction"],
+        **_rate(episodes),
+        "mean_length": sum(e["steps"] for e in episodes) / len(episodes),
+        "latency_ms_p50": _percentile(latency, 50),
+        "latency_ms_p99": _percentile(latency, 99),
+        "chunks": len(latency),
+        "failed_requests": sum(e["errors"] for e in episodes),
+        "by_language": {lang: _rate([e for e in episodes if e["lang"] == lang]) for lang in langs},
+    }
+    if run["instruction"] == "shuffled":
+        out["shuffled_unchanged"] = sum(e["instruction_names"] is None for e in episodes)
+    drop = ("latency_ms", "rrd_part")
+    out["per_episode"] = [{k: v for k, v in e.items() if k not in drop} for e in episodes]
+    return out
+
+
+def _summary(cfg: EvalConfig, setup: dict, seeds: list[int], results: list, rrd: str | None) -> dict:
+    runs = [_run_summary(run, episodes) for run, episodes in zip(setup["runs"], results, strict=True)]
+    main = runs[0]
+    summary: dict[str, Any] = {"task": cfg.task, **{k: v for k, v in main.items() if k != "per_episode"}}
+    summary["seeds"] = seeds
+    summary["env"] = setup["runs"][0]["env"]
+    summary["workers"] = cfg.n_workers
+    outcomes = [[e["success"] for e in episodes] for episodes in results]
+    lines = [f"{main['policy']} on {cfg.task}: {_rate_line(main)}, seeds {seeds[0]}..{seeds[-1]}"]
+    if cfg.compare:
+        other = runs[1]
+        paired = compare_paired(outcomes[0], outcomes[1])
+        summary["compare"] = other
+        summary["paired_diff"] = paired["diff"]
+        summary["paired_ci95"] = paired["ci95"]
+        summary["p_value"] = paired["p_value"]
+        summary["discordant"] = {"first_only": paired["first_only"], "second_only": paired["second_only"]}
+        lines.append(f"{other['policy']}: {_rate_line(other)}; paired difference {_paired_line(paired)}")
+    if cfg.grounding:
+        shuffled = runs[-1]
+        paired = compare_paired(outcomes[0], outcomes[-1])
+        summary["shuffled"] = shuffled
+        summary["grounding_gap"] = paired["diff"]
+        summary["grounding_ci95"] = paired["ci95"]
+        summary["grounding_p_value"] = paired["p_value"]
+        lines.append(f"shuffled instructions: {_rate_line(shuffled)}; grounding gap {_paired_line(paired)}")
+    if rrd:
+        summary["rrd"] = rrd
+        summary["rrd_seeds"] = [seeds[i] for i in cfg.rrd_episodes]
+    summary["per_episode"] = main["per_episode"]
+    summary["config"] = asdict(cfg)
+    for run in runs:
+        if run["failed_requests"]:
+            last = next(e["last_error"] for e in reversed(run["per_episode"]) if e["errors"])
+            lines.append(f"warning: {run['failed_requests']} requests to {run['policy']} failed (the loop held the "
+                         f"arm and asked again); the last: {last}")  # fmt: skip
+    for line in lines:
+        print(line, file=sys.stderr)
+    return summary
+
+
+def _rate_line(run: dict) -> str:
+    low, high = run["ci95"]
+    latency = f", {run['latency_ms_p50']:.1f} ms per chunk (p50)" if run["latency_ms_p50"] is not None else ""
+    return f"{run['successes']}/{run['episodes']} = {run['success_rate']:.1%} (95% CI {low:.1%}-{high:.1%}){latency}"
+
+
+def _paired_line(paired: dict) -> str:
+    low, high = paired["ci95"]
+    return f"{paired['diff']:+.1%} (95% CI {low:+.1%} to {high:+.1%}), McNemar p = {paired['p_value']:.3g}"

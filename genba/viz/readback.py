@@ -44,12 +44,16 @@ class RrdContents:
         return [t for _, t in rows]
 
 
-def read_rrd(path: str | Path) -> RrdContents:
-    """Every chunk of the first recording in `path`."""
+def read_rrd(path: str | Path, recording: int = 0) -> RrdContents:
+    """Every chunk of one recording in `path` (the first by default; `genba eval rrd=` writes one per episode)."""
     from rerun.chunk import RrdReader
 
+    reader = RrdReader(Path(path))
+    stores = reader.recordings()
+    if not 0 <= recording < len(stores):
+        raise ValueError(f"{path} holds {len(stores)} recording(s); there is no recording {recording}")
     contents = RrdContents()
-    for chunk in RrdReader(Path(path)).stream():
+    for chunk in reader.stream(store=stores[recording]):
         batch = chunk.to_record_batch()
         name = chunk.entity_path.lstrip("/")
         components = [c for c in batch.schema.names if ":" in c]
@@ -66,6 +70,13 @@ def read_rrd(path: str | Path) -> RrdContents:
             t = times[r].total_seconds() if times is not None and times[r] is not None else None
             rows.append((frames[r] if frames else None, t, {c: columns[c][r] for c in components}))
     return contents
+
+
+def count_recordings(path: str | Path) -> int:
+    """How many recordings `path` holds."""
+    from rerun.chunk import RrdReader
+
+    return len(RrdReader(Path(path)).recordings())
 
 
 def verify_rrd(path: str | Path) -> str:
