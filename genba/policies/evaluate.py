@@ -27,9 +27,12 @@ Summary: `success_rate`, `ci95` (Wilson's 95% score interval, [low, high]), `epi
 `mean_length` (steps per episode), `latency_ms_p50` / `latency_ms_p99` (wall time of each `infer` call that produced
 a chunk, in the worker), `by_language` ({lang: episodes, successes, success_rate, ci95}), `per_episode`, and:
 
-- `compare=<policy>`: the other policy on the same seeds (its own summary under `compare`), `paired_diff` (this
-  rate minus the other's), `paired_ci95` (Newcombe's paired interval), `p_value` (exact McNemar) and `discordant`
-  (seeds only this policy solved, `first_only`, and only the other, `second_only`); see genba.policies.stats.
+- `compare=<policy>`: the other policy on the same seeds and scenes (its env follows its own input spec, in this
+  run's language; its own summary under `compare`), `paired_diff` (this rate minus the other's), `paired_ci95`
+  (Newcombe's paired interval), `p_value` (exact McNemar) and `discordant` (seeds only this policy solved,
+  `first_only`, and only the other, `second_only`); see genba.policies.stats.
+- `failed_requests`: `infer` calls that raised (the loop holds the arm and asks again); a warning line names the
+  last error.
 - `instruction=shuffled`: every instruction names another object of the same scene instead (a distractor, in the
   episode's language, with the task's template); success is still judged on the original object, so a policy
   that reads the instruction must fail more often. `shuffled_unchanged` counts episodes with no other object to
@@ -37,14 +40,14 @@ a chunk, in the worker), `by_language` ({lang: episodes, successes, success_rate
 - `grounding=true`: runs the policy both as it is and shuffled on the same seeds and reports `grounding_gap` (as-is
   rate minus shuffled rate), `grounding_ci95`, `grounding_p_value`, and the shuffled run under `shuffled`.
 - `rrd=<file.rrd>`: the episodes at indices `rrd_episodes` (default the first) logged to Rerun through genba.viz,
-  one recording each in the one file (what the policy saw, its actions, the instruction it was given, the scene in
-  3D); read it back with genba.viz.readback.read_rrd(path, recording=k).
+  one recording each in the one file (what the env rendered, the state and actions, the instruction the policy was
+  given, the scene in 3D; add `cameras=[front]` to see a policy that reads no camera); read it back with
+  genba.viz.readback.read_rrd(path, recording=k). Several episodes are merged by the `rerun` CLI of rerun-sdk.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -209,142 +212,6 @@ def resolve_env(policy: Any, cfg: EvalConfig) -> dict[str, Any]:
     return options
 
 
-# ----------------------------------------------------------------------------------------------- the worker side
-# Each process (a spawned worker, or the evaluating process itself when workers=1) keeps what it built here: the
-# policies and envs of the runs it was given, built on first use so that a failure is an episode's error.
-_STATE: dict[str, Any] = {}
-
-
-def _setup(setup: dict, policies: dict | None = None) -> None:
-    _STATE.clear()
-    _STATE.update(setup=setup, policies={k: _Timed(p) for k, p in (policies or {}).items()}, envs={})
-
-
-def _teardown() -> None:
-    for env in _STATE.get("envs", {}).values():
-        env.close()
-    _STATE.clear()
-
-
-class _Timed:
-    """A policy whose `infer` calls are timed (milliseconds, wall clock); everything else is the policy's."""
-
-    def __init__(self, policy: Any) -> None:
-        self.policy, self.ms = policy, []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.policy, name)
-
-    @property
-    def input_spec(self) -> Any:
-        return self.policy.input_spec
-
-    @property
-    def action_spec(self) -> Any:
-        return self.policy.action_spec
-
-    def reset(self) -> None:
-        self.policy.reset()
-
-    def infer(self, obs: dict[str, Any]) -> dict:
-        import time
-
-        start = time.perf_counter()
-        result = self.policy.infer(obs)
-        self.ms.append((time.perf_counter() - start) * 1000.0)  # a call that produced a chunk (failures: `errors`)
-        return result
-
-
-def _policy(run: dict) -> _Timed:
-    policies = _STATE["policies"]
-    if run["policy"] not in policies:
-        from genba.policies.registry import policy_factory
-
-        policies[run["policy"]] = _Timed(policy_factory(run["policy"], **run["factory"])())
-        if "torch" in sys.modules:  # N workers share the cores: no oversubscription
-            sys.modules["torch"].set_num_threads(_STATE["setup"]["threads"])
-    return policies[run["policy"]]
-
-
-def _env(run: dict) -> Any:
-    from genba.sim import make
-
-    key = repr(sorted(run["env"].items()))
-    envs = _STATE["envs"]
-    if key not in envs:
-        envs[key] = make(_STATE["setup"]["task"], **run["env"])
-    return envs[key]
-
-
-def _seed_everything(seed: int) -> None:
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    if "torch" in sys.modules:
-        sys.modules["torch"].manual_seed(seed)
-
-
-def _episode(job: tuple[int, int, int]) -> dict:
-    """Run one (run, episode index, seed); any failure comes back as one GenbaError line naming the seed."""
-    from genba.io import one_line
-
-    r, index, seed = job
-    run = _STATE["setup"]["runs"][r]
-    try:
-        return _run_episode(run, r, index, seed)
-    except Exception as e:
-        what = one_line(e) if isinstance(e, GenbaError) else f"{type(e).__name__}: {one_line(e)}"
-        raise GenbaError(f"{run['policy']} on seed {seed} (episode {index}): {what}") from None
-
-
-def _run_episode(run: dict, r: int, index: int, seed: int) -> dict:
-    from genba.policies.rollout import rollout
-
-    setup = _STATE["setup"]
-    policy, env = _policy(run), _env(run)
-    record = r == 0 and index in setup["rrd_episodes"]
-    _seed_everything(seed)
-    policy.ms.clear()
-    episode = rollout(env, policy, seed, reset_options={"instruction": run["instruction"]},
-                      n_action_steps=setup["n_action_steps"], blend=setup["blend"], record=record)  # fmt: skip
-    spec = env.unwrapped.episode_spec()
-    result = {**episode.summary(), "lang": spec["lang"], "latency_ms": list(policy.ms)}
-    if run["instruction"] == "shuffled":
-        result["original_instruction"] = spec["original_instruction"]
-        result["instruction_names"] = spec["instruction_names"]
-    if record:
-        result["rrd_part"] = _write_episode_rrd(episode, spec, env, index, run["name"])
-    return result
-
-
-def _write_episode_rrd(episode: Any, spec: dict, env: Any, index: int, policy: str) -> str:
-    """The recorded episode as one Rerun recording in the run's scratch folder; returns its path."""
-    from genba.viz.data import episode_from_steps
-    from genba.viz.episode import VizConfig, write_recording
-
-    frames = episode.frames
-    images = {c: frames[keys.image_key(c)] for c in keys.CAMERAS if keys.image_key(c) in frames}
-    depth = {c: frames[keys.depth_key(c)][..., 0] for c in keys.CAMERAS if keys.depth_key(c) in frames}
-    observations = [
-        {
-            keys.PIXELS: {c: v[t] for c, v in images.items()},
-            keys.DEPTH: {c: v[t] for c, v in depth.items()},
-            keys.AGENT_POS: frames[keys.OBS_STATE][t],
-            keys.ENV_STATE: frames[keys.OBS_ENV_STATE][t],
-        }
-        for t in range(episode.steps)
-    ]
-    meta = {"spec": spec, "success": episode.success, "seed": episode.seed}
-    ep = episode_from_steps(observations, frames[keys.ACTION], fps=env.unwrapped.fps, instruction=episode.task,
-                            meta=meta)  # fmt: skip
-    ep.source, ep.index = f"eval {policy} seed {episode.seed}", index
-    path = Path(_STATE["setup"]["rrd_dir"]) / f"{index}.rrd"
-    write_recording(ep, path, VizConfig())
-    return str(path)
-
-
-# ----------------------------------------------------------------------------------------------- the evaluating side
 def run_eval(cfg: EvalConfig) -> dict:
     from genba.policies.contract import policy_name
     from genba.policies.registry import policy_factory
@@ -390,6 +257,8 @@ def _run_all(cfg: EvalConfig, setup: dict, seeds: list[int], built: dict) -> lis
     """Every (run, seed) episode, in `cfg.n_workers` processes; results[run][i] is seed i's."""
     from tqdm import tqdm
 
+    from genba.policies import eval_worker
+
     jobs = [(r, i, seed) for i, seed in enumerate(seeds) for r in range(len(setup["runs"]))]
     results: list[list[dict | None]] = [[None] * len(seeds) for _ in setup["runs"]]
     bar = tqdm(total=len(jobs), desc=f"eval {cfg.task}", unit="ep", file=sys.stderr)
@@ -405,41 +274,17 @@ def _run_all(cfg: EvalConfig, setup: dict, seeds: list[int], built: dict) -> lis
 
     try:
         if cfg.n_workers == 1:  # here, with the policies already built
-            _setup(setup, built)
+            eval_worker.setup(setup, built)
             try:
                 for job in jobs:
-                    done(job, _episode(job))
+                    done(job, eval_worker.run_job(job))
             finally:
-                _teardown()
+                eval_worker.teardown()
         else:
-            _run_pool(cfg.n_workers, setup, jobs, done)
+            eval_worker.run_pool(cfg.n_workers, setup, jobs, done)
     finally:
         bar.close()
     return results  # type: ignore[return-value]
-
-
-def _run_pool(workers: int, setup: dict, jobs: list, done: Any) -> None:
-    import multiprocessing
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
-    from concurrent.futures.process import BrokenProcessPool
-
-    from genba.io import one_line
-
-    context = multiprocessing.get_context("spawn")  # no forked MuJoCo/EGL/torch state
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_setup, initargs=(setup,))
-    try:
-        pending = {pool.submit(_episode, job): job for job in jobs}
-        while pending:
-            finished, _ = wait(pending, return_when=FIRST_EXCEPTION)
-            for future in sorted(finished, key=lambda f: pending[f]):
-                job = pending.pop(future)
-                try:
-                    done(job, future.result())
-                except BrokenProcessPool as e:
-                    raise GenbaError(f"a worker process died while running seed {job[2]} or another of its seeds "
-                                     f"({one_line(e)})") from None  # fmt: skip
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _check_rrd(cfg: EvalConfig) -> Path | None:
