@@ -5,7 +5,9 @@
 Dataset layout (written through lerobot 0.6's own LeRobotDataset; `LeRobotDataset("genba/<folder name>",
 root=out)` loads it; repo_id = genba.datasets.writer.repo_id_for(out)):
 
-- fps = the env's control rate (10 Hz by default); one frame per env step, frame t = observation before action t.
+- fps = the env's control rate (`fps=`, 10 Hz by default; 30 like LeRobot's SO-101 recordings); one frame per env
+  step, frame t = observation before action t. The expert's motions are defined per second (same seconds at any
+  rate; at 30 fps the gripper closes over 9 frames, genba.sim.experts).
 - `observation.images.<camera>`: video (H, W, 3) uint8 RGB per camera (front, wrist), AV1 mp4 (lerobot's default
   encoder; lossy: decoded frames are close to, not equal to, the rendered ones).
 - `observation.depth.<camera>` (only with depth=true): lerobot's native depth feature, a video (H, W, 1) flagged
@@ -39,6 +41,10 @@ options (task, image_size, cameras, depth, lang, seed, noise, keep_failed) is an
 
 Workers: `workers=N` simulates episodes in N spawned processes; the main process is the one writer and commits
 episodes in attempt order, so the dataset is the same for any N.
+
+Ray: `executor=ray shards=N [ray_address=auto|host:port]` simulates and writes seed-disjoint shards of attempts in
+Ray tasks, each its own dataset through the same writer, and merges them with LeRobot's own merge; the result is
+the executor=local dataset episode for episode, and a rerun redoes only missing shards (genba/datasets/distributed.py).
 """
 
 from __future__ import annotations
@@ -63,8 +69,12 @@ TASK_NAMES = tuple(TASKS)
 SLOT_FIELDS = ("x", "y", "z", "qw", "qx", "qy", "qz")
 # Options that define the dataset's content: reopening a folder with other values is an error.
 IDENTITY_FIELDS = ("task", "image_size", "cameras", "depth", "lang", "seed", "noise", "keep_failed")
+# Content options added later: part of the identity only when not at their default, so that datasets written before
+# they existed still resume.
+LATER_IDENTITY_FIELDS = {"multisampling": True}
 # libsvtav1 (lerobot's default video codec) dies of SIGFPE on frames narrower than 25 pixels: no error, no dataset.
 MIN_IMAGE_SIZE = 32
+EXECUTORS = ("local", "ray")
 
 
 @dataclass
@@ -81,7 +91,22 @@ class CollectConfig:
     depth: bool = field(default=False, metadata={"help": "also record depth per camera (lerobot depth video)"})
     noise: float = field(default=0.0, metadata={"help": "expert action noise (recovery data); 0 = clean demos"})
     keep_failed: bool = field(default=False, metadata={"help": "keep failed expert attempts in the dataset"})
-    workers: int = field(default=1, metadata={"help": "processes simulating episodes in parallel (one writer)"})
+    workers: int = field(
+        default=1,
+        metadata={"help": "processes simulating episodes in parallel (one writer); with executor=ray and no "
+                  "ray_address, the CPUs of the local Ray instance"},
+    )  # fmt: skip
+    fps: int = field(default=10, metadata={"help": "control rate and dataset fps (30 = LeRobot's SO-101 datasets)"})
+    executor: str = field(
+        default="local", metadata={"help": "local (this process + workers) or ray (shards as Ray tasks, merged)"}
+    )
+    shards: int = field(default=0, metadata={"help": "executor=ray: shards per round of attempts (0 = workers)"})
+    ray_address: str = field(
+        default="", metadata={"help": "executor=ray: '' starts a local Ray instance; auto, or host:port of a cluster"}
+    )
+    multisampling: bool = field(
+        default=True, metadata={"help": "MuJoCo's 4x offscreen anti-aliasing; false renders faster (edges only differ)"}
+    )
 
     def __post_init__(self) -> None:
         if self.task not in TASK_NAMES:
@@ -107,14 +132,26 @@ class CollectConfig:
             raise ValueError(f"noise={self.noise!r} must be a finite number >= 0")
         if not isinstance(self.workers, int) or not 1 <= self.workers <= 64:
             raise ValueError(f"workers={self.workers!r} must be an integer in [1, 64]")
+        if not isinstance(self.fps, int) or not 1 <= self.fps <= 100:
+            raise ValueError(f"fps={self.fps!r} must be an integer in [1, 100]")
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor={self.executor!r} is not one of {', '.join(EXECUTORS)}")
+        if not isinstance(self.shards, int) or not 0 <= self.shards <= 100_000:
+            raise ValueError(f"shards={self.shards!r} must be an integer >= 0 (0 = workers)")
+        if self.shards == 0:
+            self.shards = self.workers
+        if self.ray_address and self.executor != "ray":
+            raise ValueError(f"ray_address={self.ray_address!r} needs executor=ray")
         if not self.out:
             self.out = f"outputs/{self.task}"
 
     def identity(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in IDENTITY_FIELDS}
+        later = {k: getattr(self, k) for k, default in LATER_IDENTITY_FIELDS.items() if getattr(self, k) != default}
+        return {k: getattr(self, k) for k in IDENTITY_FIELDS} | later
 
     def env_overrides(self) -> dict[str, Any]:
-        return {"image_size": self.image_size, "cameras": list(self.cameras), "depth": self.depth, "lang": self.lang}
+        return {"image_size": self.image_size, "cameras": list(self.cameras), "depth": self.depth, "lang": self.lang,
+                "fps": self.fps}  # fmt: skip
 
 
 def run_collect(cfg: CollectConfig) -> dict:
@@ -124,6 +161,10 @@ def run_collect(cfg: CollectConfig) -> dict:
 
     started = time.perf_counter()
     fps, env_state_dim = _probe_env(cfg)
+    if cfg.executor == "ray":
+        from genba.datasets.distributed import run_distributed
+
+        return run_distributed(cfg, fps, dataset_features(cfg, env_state_dim))
     try:
         writer = open_writer(cfg.out, fps, dataset_features(cfg, env_state_dim), cfg.identity())
     except OSError as e:  # a folder that cannot be created or written (read-only file system, /proc, ...)
@@ -143,13 +184,9 @@ def run_collect(cfg: CollectConfig) -> dict:
     results = _simulate(cfg, first=writer.attempts, stop=lambda: _done(cfg, writer, max_attempts))
     try:
         for result in results:
-            if result["success"] or cfg.keep_failed:
-                frames = result.pop("frames")
-                writer.write_episode(frames, result[keys.TASK], result)
-                new_frames += result["length"]
-                bar.update(1)
-            else:
-                writer.skip_attempt(success=False)
+            kept = _keep(cfg, writer, result)
+            new_frames += kept
+            bar.update(1 if kept else 0)
             bar.set_postfix(success=f"{writer.successes}/{writer.attempts}")
     finally:
         results.close()  # stops the worker pool now, not whenever the generator is collected
@@ -168,6 +205,7 @@ def run_collect(cfg: CollectConfig) -> dict:
         "expert_success_rate": round(writer.successes / writer.attempts, 4) if writer.attempts else None,
         "seconds": round(seconds, 3),
         "frames_per_s": round(new_frames / seconds, 2),
+        "episodes_per_s": round((writer.episodes - resumed_from) / seconds, 3),
         "dataset": str(Path(cfg.out)),
         "new_episodes": writer.episodes - resumed_from,
         "new_frames": new_frames,
@@ -175,8 +213,44 @@ def run_collect(cfg: CollectConfig) -> dict:
         "attempts": writer.attempts,
         "fps": fps,
         "workers": cfg.workers,
+        "executor": "local",
         "config": asdict(cfg),
     }
+
+
+def _keep(cfg: CollectConfig, writer: Any, result: dict) -> int:
+    """Write (and commit) the attempt's episode when the dataset keeps it, else count the attempt; frames kept."""
+    if result["success"] or cfg.keep_failed:
+        frames = result.pop("frames")
+        writer.write_episode(frames, result[keys.TASK], result)
+        return result["length"]
+    writer.skip_attempt(success=False)
+    return 0
+
+
+def collect_attempts(cfg: CollectConfig, root: str | Path, start: int, stop: int, fail_at: int | None = None) -> dict:
+    """Simulate expert attempts [start, stop) in this process and write the ones to keep into the dataset at `root`
+    (a shard of executor=ray; resumable: a rerun continues after the last committed attempt). Returns the counts.
+
+    fail_at: fault injection for the tests, the attempt at which to raise instead of writing.
+    """
+    from genba.datasets.writer import open_writer
+
+    fps, env_state_dim = _probe_env(cfg)
+    identity = {**cfg.identity(), "attempts": [start, stop]}
+    writer = open_writer(root, fps, dataset_features(cfg, env_state_dim), identity)
+    n = stop - start
+    results = _simulate(cfg, first=start + writer.attempts, stop=lambda: (writer.attempts >= n, n - writer.attempts),
+                        workers=1)  # fmt: skip
+    try:
+        for result in results:
+            if result["attempt"] == fail_at:
+                raise RuntimeError(f"injected failure at attempt {fail_at} (GENBA_FAIL_AT)")
+            _keep(cfg, writer, result)
+    finally:
+        results.close()
+        writer.close()
+    return {k: getattr(writer, k) for k in ("episodes", "frames", "attempts", "successes")}
 
 
 def _done(cfg: CollectConfig, writer: Any, max_attempts: int) -> tuple[bool, int]:
@@ -212,21 +286,23 @@ def _probe_env(cfg: CollectConfig) -> tuple[int, int]:
     """fps and environment-state size, from an env that renders nothing (cheap)."""
     from genba.sim import make
 
-    env = make(cfg.task, lang=cfg.lang, cameras=[])
+    env = make(cfg.task, lang=cfg.lang, cameras=[], fps=cfg.fps)
     try:
         return int(env.unwrapped.fps), int(env.observation_space[keys.ENV_STATE].shape[0])
     finally:
         env.close()
 
 
-def _simulate(cfg: CollectConfig, first: int, stop: Any):
+def _simulate(cfg: CollectConfig, first: int, stop: Any, workers: int | None = None):
     """Yield episode results in attempt order (first, first+1, ...) until stop() says done.
 
     stop() -> (done, budget): checked before each submission; at most `budget` attempts are in flight, so no
     episode is simulated that cannot be kept (no wasted work when every attempt succeeds).
     """
-    job = {"task": cfg.task, "env": cfg.env_overrides(), "noise": float(cfg.noise), "base_seed": cfg.seed}
-    if cfg.workers == 1:
+    job = {"task": cfg.task, "env": cfg.env_overrides(), "noise": float(cfg.noise), "base_seed": cfg.seed,
+           "samples": None if cfg.multisampling else 0}  # fmt: skip
+    workers = workers or cfg.workers
+    if workers == 1:
         attempt = first
         try:
             while not stop()[0]:
@@ -240,7 +316,7 @@ def _simulate(cfg: CollectConfig, first: int, stop: Any):
     from concurrent.futures import ProcessPoolExecutor
 
     pool = ProcessPoolExecutor(
-        max_workers=cfg.workers,
+        max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_exit_with_parent,
         initargs=(os.getpid(),),
@@ -252,7 +328,7 @@ def _simulate(cfg: CollectConfig, first: int, stop: Any):
             done, budget = stop()
             if done:
                 return
-            while len(pending) < min(budget, 2 * cfg.workers):
+            while len(pending) < min(budget, 2 * workers):
                 pending.append(pool.submit(simulate_episode, {**job, "attempt": attempt}))
                 attempt += 1
             yield pending.popleft().result()
@@ -293,14 +369,17 @@ def simulate_episode(job: dict) -> dict:
     from genba.policies.rollout import rollout
     from genba.policies.scripted import ScriptedPolicy
     from genba.sim import make
+    from genba.sim.render import offscreen_samples
 
-    env_key = (job["task"], tuple(sorted((k, str(v)) for k, v in job["env"].items())))
+    samples = job.get("samples")
+    env_key = (job["task"], tuple(sorted((k, str(v)) for k, v in job["env"].items())), samples)
     if env_key not in _ENVS:
         _ENVS[env_key] = make(job["task"], **job["env"])
     env = _ENVS[env_key]
     seed = job["base_seed"] + job["attempt"]
     expert = ScriptedPolicy(job["task"], noise=job["noise"], seed=seed, fps=env.unwrapped.fps)
-    episode = rollout(env, expert, seed, record=True)
+    with offscreen_samples(samples):  # the env makes its renderer at its first reset, inside the rollout
+        episode = rollout(env, expert, seed, record=True)
     spec = env.unwrapped.episode_spec()
     return {
         "frames": episode.frames,  # every array the arm observed (the dataset's features) and the actions

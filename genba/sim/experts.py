@@ -15,7 +15,10 @@ tip is close (or after a few settling steps). Objects' heights come from their r
 centre height is its half-height), so the expert needs nothing but the observation.
 
 fps (default 10) must match the env's control rate: speeds are defined per second, so episodes last the same
-time at any rate. noise=sigma adds N(0, sigma^2) radians to the five arm joint targets at every step (recovery
+time at any rate. The gripper command moves at a bounded rate too (GRIP_TIME from open to closed: 3 frames at
+10 fps, 9 at 30 fps), as a real arm's gripper does, and a phase that opens or closes it ends only once the command
+is there: no frame-to-frame jump of the whole gripper range (which dataset checkers read as an encoder fault).
+noise=sigma adds N(0, sigma^2) radians to the five arm joint targets at every step (recovery
 data): the plan follows the commanded tip, not the noisy joints, so the expert corrects itself.
 """
 
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
 OPEN, CLOSED = float(JOINT_LIMITS[5, 1]), 0.0
 SPEED = 0.025  # metres per step (at 10 fps: 25 cm/s)
 HOVER = 0.075  # tip height for moving above objects
+GRIP_TIME = 0.3  # seconds for the gripper command to go from open to closed (or back)
 
 
 def _yaw_of(quat: np.ndarray) -> float:
@@ -95,11 +99,13 @@ class ScriptedExpert:
         self.cmd[:3] += step * min(1.0, speed / max(dist, 1e-9))
         turn = 0.35 * self.per_step
         self.cmd[3] += float(np.clip(yaw - self.cmd[3], -turn, turn))
-        self._grip = grip
+        grip_step = (OPEN - CLOSED) * self.per_step / (10 * GRIP_TIME)
+        gap = grip - self._grip
+        self._grip = grip if abs(gap) <= grip_step else self._grip + math.copysign(grip_step, gap)
         self._q = self.ik.solve(self.cmd[:3], float(self.cmd[3]), self._q)
 
         tip, _ = self.ik.fk(q)
-        arrived = dist <= speed + 1e-9 and abs(yaw - self.cmd[3]) < 1e-6
+        arrived = dist <= speed + 1e-9 and abs(yaw - self.cmd[3]) < 1e-6 and self._grip == grip
         if arrived and self._phase < len(self.phases) - 1:
             self._held += 1
             wait = round(phase.wait / self.per_step)
