@@ -71,7 +71,10 @@ SLOT_FIELDS = ("x", "y", "z", "qw", "qx", "qy", "qz")
 IDENTITY_FIELDS = ("task", "image_size", "cameras", "depth", "lang", "seed", "noise", "keep_failed")
 # Content options added later: part of the identity only when not at their default, so that datasets written before
 # they existed still resume.
-LATER_IDENTITY_FIELDS = {"multisampling": True}
+LATER_IDENTITY_FIELDS = {"multisampling": True, "vcodec": "av1"}
+VCODECS = {"av1": "libsvtav1", "h264": "h264", "hevc": "hevc"}  # genba's name -> lerobot's (FFmpeg's) encoder
+AV1_PRESETS = tuple(str(p) for p in range(14))  # SVT-AV1: 0 slowest .. 13 fastest (lerobot's default 12)
+X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 # libsvtav1 (lerobot's default video codec) dies of SIGFPE on frames narrower than 25 pixels: no error, no dataset.
 MIN_IMAGE_SIZE = 32
 EXECUTORS = ("local", "ray")
@@ -107,6 +110,11 @@ class CollectConfig:
     multisampling: bool = field(
         default=True, metadata={"help": "MuJoCo's 4x offscreen anti-aliasing; false renders faster (edges only differ)"}
     )
+    vcodec: str = field(default="av1", metadata={"help": "camera video codec: av1 (lerobot's default), h264 or hevc"})
+    video_preset: str = field(
+        default="",
+        metadata={"help": "encoder speed preset ('' = lerobot's: 12 for av1; ultrafast..veryslow for h264/hevc)"},
+    )
 
     def __post_init__(self) -> None:
         if self.task not in TASK_NAMES:
@@ -140,6 +148,13 @@ class CollectConfig:
             raise ValueError(f"shards={self.shards!r} must be an integer >= 0 (0 = workers)")
         if self.shards == 0:
             self.shards = self.workers
+        if self.vcodec not in VCODECS:
+            raise ValueError(f"vcodec={self.vcodec!r} is not one of {', '.join(VCODECS)}")
+        presets = AV1_PRESETS if self.vcodec == "av1" else X26X_PRESETS
+        if self.video_preset and self.video_preset not in presets:  # FFmpeg would fail only at the first video
+            raise ValueError(
+                f"video_preset={self.video_preset!r} for vcodec={self.vcodec} is not one of {', '.join(presets)}"
+            )
         if self.ray_address and self.executor != "ray":
             raise ValueError(f"ray_address={self.ray_address!r} needs executor=ray")
         if not self.out:
@@ -148,6 +163,14 @@ class CollectConfig:
     def identity(self) -> dict[str, Any]:
         later = {k: getattr(self, k) for k, default in LATER_IDENTITY_FIELDS.items() if getattr(self, k) != default}
         return {k: getattr(self, k) for k in IDENTITY_FIELDS} | later
+
+    def video(self) -> dict[str, Any] | None:
+        """lerobot RGBEncoderConfig fields of the camera videos (None: lerobot's defaults)."""
+        if self.vcodec == "av1" and not self.video_preset:
+            return None
+        preset = int(self.video_preset) if self.video_preset.isdigit() else self.video_preset or None
+        quiet = {"x265-params": "log-level=error"} if self.vcodec == "hevc" else {}  # x265's own banner and report
+        return {"vcodec": VCODECS[self.vcodec], "preset": preset, "extra_options": quiet}
 
     def env_overrides(self) -> dict[str, Any]:
         return {"image_size": self.image_size, "cameras": list(self.cameras), "depth": self.depth, "lang": self.lang,
@@ -166,7 +189,7 @@ def run_collect(cfg: CollectConfig) -> dict:
 
         return run_distributed(cfg, fps, dataset_features(cfg, env_state_dim))
     try:
-        writer = open_writer(cfg.out, fps, dataset_features(cfg, env_state_dim), cfg.identity())
+        writer = open_writer(cfg.out, fps, dataset_features(cfg, env_state_dim), cfg.identity(), video=cfg.video())
     except OSError as e:  # a folder that cannot be created or written (read-only file system, /proc, ...)
         raise GenbaError(
             f"cannot write the dataset at out={cfg.out}: {e.strerror or one_line(e)} ({e.filename})"
@@ -238,7 +261,7 @@ def collect_attempts(cfg: CollectConfig, root: str | Path, start: int, stop: int
 
     fps, env_state_dim = _probe_env(cfg)
     identity = {**cfg.identity(), "attempts": [start, stop]}
-    writer = open_writer(root, fps, dataset_features(cfg, env_state_dim), identity)
+    writer = open_writer(root, fps, dataset_features(cfg, env_state_dim), identity, video=cfg.video())
     n = stop - start
     results = _simulate(cfg, first=start + writer.attempts, stop=lambda: (writer.attempts >= n, n - writer.attempts),
                         workers=1)  # fmt: skip

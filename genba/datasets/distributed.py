@@ -107,7 +107,7 @@ def run_distributed(cfg: Any, fps: int, features: dict[str, dict]) -> dict:
     base = None
     if out.exists():  # extend a dataset (local or merged); recovered to its last commit and locked meanwhile
         try:
-            base = open_writer(out, fps, features, cfg.identity())
+            base = open_writer(out, fps, features, cfg.identity(), video=cfg.video())
         except OSError as e:
             why = e.strerror or one_line(e)
             raise GenbaError(f"cannot write the dataset at out={out}: {why} ({e.filename})") from None
@@ -149,7 +149,7 @@ def run_distributed(cfg: Any, fps: int, features: dict[str, dict]) -> dict:
             commit = _merged_commit(cfg, fps, features, base, shards)
             new = [shard_root(out, a, b) for a, b in sorted(shards) if shards[(a, b)]["episodes"]]
             if not new:  # no episode to add (every attempt failed): only the attempts are counted
-                base = base or open_writer(out, fps, features, cfg.identity())
+                base = base or open_writer(out, fps, features, cfg.identity(), video=cfg.video())
                 base.commit.update(attempts=commit["attempts"], successes=commit["successes"])
                 write_commit(out, base.commit)
             else:

@@ -77,10 +77,13 @@ def repo_id_for(root: str | Path) -> str:
 class EpisodeWriter:
     """The single writer of one dataset folder. Open with `open_writer`; `write_episode`, `skip_attempt`, `close`."""
 
-    def __init__(self, root: Path, commit: dict, lock_fd: int, checkpoint_every: int) -> None:
+    def __init__(
+        self, root: Path, commit: dict, lock_fd: int, checkpoint_every: int, video: dict | None = None
+    ) -> None:
         self.root = root
         self.commit = commit
         self.checkpoint_every = checkpoint_every
+        self.video = video
         self._lock_fd = lock_fd
         self._ds = None  # lerobot's writer of the open segment
 
@@ -133,7 +136,7 @@ class EpisodeWriter:
             # Whatever happened (bad frame, encoder error, Ctrl-C), leave the folder at the last commit, loadable.
             self._abandon_segment()
             self.commit = read_commit(self.root)
-            recover(self.root, self.commit)
+            recover(self.root, self.commit, self.video)
             raise
         return index
 
@@ -164,7 +167,7 @@ class EpisodeWriter:
         from lerobot.utils.utils import SuppressProgressBars
 
         if self._ds is None:
-            self._ds = _resume(self.root)
+            self._ds = _resume(self.root, self.video)
         length = len(next(iter(frames.values())))
         for t in range(length):
             self._ds.add_frame({key: value[t] for key, value in frames.items()} | {keys.TASK: task})
@@ -191,12 +194,14 @@ def open_writer(
     identity: dict,
     robot_type: str = "genba_arm",
     checkpoint_every: int = 25,
+    video: dict | None = None,
 ) -> EpisodeWriter:
     """Create the dataset folder, or reopen one written with the same `identity`, recovered to its last commit.
 
     identity: the options that define the dataset's content (task, image size, seed...); reopening with others is
     an error, never an overwrite. features: lerobot feature dict (without lerobot's automatic ones).
     checkpoint_every: episodes per segment (files per segment: 1 data, 1 metadata, 1 mp4 per camera).
+    video: lerobot RGBEncoderConfig fields for the camera videos (vcodec, preset, crf...); None = lerobot's defaults.
     """
     root = Path(root)
     if root.exists() and not root.is_dir():
@@ -218,14 +223,14 @@ def open_writer(
     lock_fd = _lock(root)
     commit = read_commit(root)
     try:
-        recover(root, commit)
+        recover(root, commit, video)
     except BaseException:
         os.close(lock_fd)
         raise
-    return EpisodeWriter(root, commit, lock_fd, checkpoint_every)
+    return EpisodeWriter(root, commit, lock_fd, checkpoint_every, video)
 
 
-def recover(root: Path, commit: dict) -> None:
+def recover(root: Path, commit: dict, video: dict | None = None) -> None:
     """Bring the folder to `commit`, every committed episode in lerobot's files (a no-op on a clean folder)."""
     checkpoint = commit["checkpoint"]
     truncate_episode_meta(root, commit["episodes"])
@@ -245,7 +250,7 @@ def recover(root: Path, commit: dict) -> None:
     _kill_point("recover", commit["episodes"])
     if not logged:
         return
-    ds = _resume(root)
+    ds = _resume(root, video)
     try:
         from lerobot.utils.utils import SuppressProgressBars
 
@@ -264,9 +269,9 @@ def recover(root: Path, commit: dict) -> None:
     _commit_checkpoint(root, commit)
 
 
-def _resume(root: Path):
+def _resume(root: Path, video: dict | None = None):
     import av
-    from lerobot.configs.video import DepthEncoderConfig
+    from lerobot.configs.video import DepthEncoderConfig, RGBEncoderConfig
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     os.environ.setdefault("SVT_LOG", "1")  # libsvtav1 prints a banner per video file otherwise
@@ -284,6 +289,7 @@ def _resume(root: Path):
         streaming_encoding=True,
         encoder_queue_maxsize=1_000_000,
         depth_encoder=depth_encoder,
+        rgb_encoder=RGBEncoderConfig(**video) if video else None,
     )
 
 

@@ -71,3 +71,30 @@ def test_multisampling_is_part_of_the_identity(tmp_path):
     base = {"task": "reach", "episodes": 1, "image_size": 32, "cameras": ["front"]}
     assert "multisampling" not in CollectConfig(**base).identity()  # datasets written before the option resume
     assert CollectConfig(**base, multisampling=False).identity()["multisampling"] is False
+
+
+@pytest.mark.parametrize(("vcodec", "preset"), [("h264", "ultrafast"), ("hevc", "ultrafast")])
+def test_video_codec_through_lerobots_encoder(tmp_path, vcodec, preset, capfd):
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    out = tmp_path / vcodec
+    base = {"task": "reach", "episodes": 2, "image_size": 64, "cameras": ["front"]}
+    run_collect(CollectConfig(**base, vcodec=vcodec, video_preset=preset, out=str(out)))
+    info = json.loads((out / "meta/info.json").read_text())["features"][keys.image_key("front")]["info"]
+    assert (info["video.codec"], info["video.preset"]) == (vcodec, preset)
+    assert "encoded" not in capfd.readouterr().err  # x265's per-file report is silenced
+    ref = tmp_path / "av1"
+    run_collect(CollectConfig(**base, out=str(ref)))
+    a, b = (LeRobotDataset(repo_id_for(r), root=r) for r in (out, ref))
+    assert len(a) == len(b)
+    for i in range(len(a)):  # the same rendered frames through two lossy codecs
+        assert (a[i][keys.image_key("front")] - b[i][keys.image_key("front")]).abs().mean() < 0.04
+
+
+def test_bad_codec_options_are_refused_before_any_work():
+    with pytest.raises(ValueError, match="vcodec='vp9' is not one of av1, h264, hevc"):
+        CollectConfig(vcodec="vp9")
+    with pytest.raises(ValueError, match="video_preset='bogus' for vcodec=h264 is not one of ultrafast"):
+        CollectConfig(vcodec="h264", video_preset="bogus")
+    assert CollectConfig(vcodec="h264").identity()["vcodec"] == "h264"
+    assert CollectConfig(video_preset="13").video()["preset"] == 13
