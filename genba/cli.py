@@ -98,6 +98,12 @@ COMMANDS: dict[str, Command] = {
             "genba.datasets.bench:run_bench_data",
         ),
         Command(
+            "bench collect",
+            "collection frames/s: local workers and Ray, per render and codec option, and the per-frame costs",
+            "genba.datasets.bench_collect:BenchCollectConfig",
+            "genba.datasets.bench_collect:run_bench_collect",
+        ),
+        Command(
             "bench sim",
             "simulation speed: env steps/s physics-only and with cameras, vs raw mj_step",
             "genba.sim.bench:BenchSimConfig",

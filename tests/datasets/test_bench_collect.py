@@ -1,0 +1,27 @@
+"""`genba bench collect` on a tiny configuration: real collect runs, the per-frame costs, same-run ratios."""
+
+from __future__ import annotations
+
+import pytest
+
+from genba.cli import main
+from genba.datasets.bench_collect import BenchCollectConfig, run_bench_collect
+
+
+def test_bench_collect_tiny():
+    cfg = BenchCollectConfig(task="reach", episodes=2, image_size=32, cameras=["front"], points=["local:1", "local:2"],
+                             multisampling=[False], repeats=1)  # fmt: skip
+    summary = run_bench_collect(cfg)
+    rows = {r["point"]: r for r in summary["results"]}
+    assert set(rows) == {"local:1", "local:2"}
+    assert rows["local:1"]["ratio_to_local_1"] == 1.0 and rows["local:2"]["ratio_to_local_1"] > 0
+    assert all(r["frames_per_s"] > 0 and r["frames"] > 2 for r in rows.values())
+    (costs,) = summary["costs"].values()
+    assert costs["sim_render_ms"] > 0 and costs["write_ms"] > 0 and costs["frames"] == rows["local:1"]["frames"]
+
+
+def test_bench_collect_bad_points_and_help(capsys):
+    with pytest.raises(ValueError, match="executor:workers"):
+        BenchCollectConfig(points=["dask:2"])
+    assert main(["bench", "collect", "--help"]) == 0
+    assert "points=[local:1,local:2,ray:2]" in capsys.readouterr().out
