@@ -92,6 +92,12 @@ COMMANDS: dict[str, Command] = {
             "genba.worldmodel.evaluate:run_eval_worldmodel",
         ),
         Command(
+            "train-policy",
+            "train the VLA (flow-matching action chunks on the shared backbone) on any LeRobotDataset v3",
+            "genba.policies.train_command:TrainPolicyConfig",
+            "genba.policies.train_command:run_train_policy",
+        ),
+        Command(
             "bench data",
             "clip loading samples/s: genba's pipeline vs lerobot's LeRobotDataset on the same clips",
             "genba.datasets.bench:BenchDataConfig",

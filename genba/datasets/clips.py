@@ -89,11 +89,6 @@ class ClipConfig:
         stride = self.future_stride or self.frame_stride
         return [(i + 1) * stride for i in range(self.future_frames)]
 
-    @property
-    def span(self) -> int:
-        """Frames one window covers, from its first observation to its last action or future frame."""
-        return -self.obs_deltas[0] + max(self.action_deltas[-1], max(self.future_deltas, default=0)) + 1
-
 
 _INT_KEYS = ("episode_index", "frame_index", "index")
 
@@ -171,11 +166,13 @@ class ClipDataset:
                     f"match the data file {self.meta.get_data_file_path(ep)}"
                 )
         lengths = self.ep_to - self.ep_from
-        if cfg.span > lengths.max():
+        # Observation and future frames must fit in some episode; an action chunk may run past an episode's end,
+        # padded (is_pad) like lerobot's delta_timestamps: a 16-action chunk is normal for 6-step episodes.
+        frames_span = -cfg.obs_deltas[0] + max(cfg.future_deltas, default=0) + 1
+        if frames_span > lengths.max():
             raise GenbaError(
-                f"a clip spans {cfg.span} frames (obs_frames={cfg.obs_frames}, frame_stride={cfg.frame_stride}, "
-                f"action_horizon={cfg.action_horizon}, future_frames={cfg.future_frames}) but the longest episode "
-                f"of {self.root} has {lengths.max()}"
+                f"a clip spans {frames_span} frames (obs_frames={cfg.obs_frames}, frame_stride={cfg.frame_stride}, "
+                f"future_frames={cfg.future_frames}) but the longest episode of {self.root} has {lengths.max()}"
             )
         self.episodes = list(range(n_eps)) if episodes is None else [int(e) for e in episodes]
         bad = [e for e in self.episodes if not 0 <= e < n_eps]

@@ -11,6 +11,9 @@ contract (genba.policies.contract: `input_spec`, `action_spec`, `reset()`, `infe
 the options that were given and that its `__init__` names (task, cameras, image_size, horizon, seed, fps). The
 module must be importable (installed, or on PYTHONPATH).
 
+A genba VLA is named by its run folder (`genba train-policy`'s out=, or one of its checkpoint folders): any
+existing folder is read as one, with the option device.
+
 A LeRobot policy checkpoint is `lerobot:<folder>` (a pretrained_model folder, or a lerobot-train / `genba baseline`
 run folder: its last checkpoint), loaded with its processors by genba.policies.lerobot; options horizon, fps and
 device (cpu, cuda, auto) reach it. The `lerobot:` prefix is read before `module.path:ClassName`: it always names a
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -76,13 +80,15 @@ def policy_factory(policy: str, **options: Any) -> Callable[[], Policy]:
     options = {k: v for k, v in options.items() if v is not None}
     if policy.startswith(LEROBOT_PREFIX):
         return _lerobot(policy[len(LEROBOT_PREFIX) :], options)
+    if os.path.isdir(os.path.expanduser(policy)):
+        return _vla(policy, options)
     if ":" in policy:
         return _user_class(policy, options)
     if policy in BUILTIN:
         return BUILTIN[policy][0](**options)
     raise GenbaError(
         f"unknown policy {policy!r} (valid: {', '.join(BUILTIN)}, or module.path:ClassName for a class of yours, "
-        f"or {LEROBOT_PREFIX}<folder> for a LeRobot checkpoint)"
+        f"a VLA run folder, or {LEROBOT_PREFIX}<folder> for a LeRobot checkpoint)"
     )
 
 
@@ -98,6 +104,26 @@ def _lerobot(path: str, options: dict[str, Any]) -> Callable[[], Policy]:
         return check_policy(LeRobotPolicy(path, **kwargs))
 
     first = [make()]  # load (and fail) now, before any client or episode; later calls load another instance
+
+    def factory() -> Policy:
+        return first.pop() if first else make()
+
+    return factory
+
+
+def _vla(path: str, options: dict[str, Any]) -> Callable[[], Policy]:
+    """A genba VLA run or checkpoint folder (genba.policies.vla_policy); torch is imported only here."""
+    from genba.policies.vla_policy import VLAPolicy, is_vla_run
+
+    if not is_vla_run(path):
+        raise GenbaError(f"policy={path} is a folder but not a VLA run (no last/config.json of kind 'vla'); "
+                         f"a LeRobot checkpoint is policy={LEROBOT_PREFIX}{path}")  # fmt: skip
+    kwargs = {k: options[k] for k in ("device", "threads") if k in options}
+
+    def make() -> Policy:
+        return check_policy(VLAPolicy(path, **kwargs))
+
+    first = [make()]  # load (and fail) now, before any client or episode
 
     def factory() -> Policy:
         return first.pop() if first else make()

@@ -37,6 +37,7 @@ from genba import keys
 from genba.errors import GenbaError
 from genba.kernels import FrameKVCache, st_attention
 from genba.train.checkpoint import register_model
+from genba.train.normalized import Normalized
 from genba.worldmodel.backbone import Backbone, BackboneConfig, same_text
 
 KIND = "worldmodel"
@@ -144,10 +145,10 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
-class WorldModel(nn.Module):
+class WorldModel(Normalized):
     def __init__(self, config: WorldModelConfig) -> None:
-        super().__init__()
-        self.config = cfg = config
+        super().__init__(config)
+        cfg = config
         bb = cfg.backbone
         patch = 3 * bb.patch_size**2
         self.backbone = Backbone(bb)
@@ -177,29 +178,6 @@ class WorldModel(nn.Module):
         for head in (self.lat_out, self.state_out, self.gate):  # start as "nothing changes": copy-last
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
-        for name, dim in (("state", cfg.state_dim), ("action", cfg.action_dim)):
-            self.register_buffer(f"{name}_mean", torch.zeros(dim))
-            self.register_buffer(f"{name}_std", torch.ones(dim))
-
-    # ---- normalization ----
-
-    def set_stats(self, stats: dict[str, dict]) -> None:
-        """Mean/std of the state and action features (genba.datasets.stats layout) into the model's buffers."""
-        cfg = self.config
-        for name, key, dim in (("state", cfg.state_key, cfg.state_dim), ("action", cfg.action_key, cfg.action_dim)):
-            if key not in stats:
-                raise GenbaError(f"no statistics for {key!r} (have: {', '.join(stats)})")
-            mean, std = torch.tensor(stats[key]["mean"]), torch.tensor(stats[key]["std"])
-            if mean.shape != (dim,):
-                raise GenbaError(f"statistics of {key!r} have shape {tuple(mean.shape)}, the model expects ({dim},)")
-            getattr(self, f"{name}_mean").copy_(mean)
-            getattr(self, f"{name}_std").copy_(std.clamp(min=1e-4))
-
-    def _norm(self, x: torch.Tensor, name: str) -> torch.Tensor:
-        return (x.float() - getattr(self, f"{name}_mean")) / getattr(self, f"{name}_std")
-
-    def _unnorm(self, x: torch.Tensor, name: str) -> torch.Tensor:
-        return x.float() * getattr(self, f"{name}_std") + getattr(self, f"{name}_mean")
 
     # ---- tokenizer and backbone features ----
 
@@ -304,9 +282,9 @@ class WorldModel(nn.Module):
         cfg = self.config
         frames = torch.stack([_clip_frames(batch, cam) for cam in cfg.cameras], 2)  # (B, T, C, 3, H, W) uint8
         x = frames.float() / 255.0
-        s = self._norm(torch.cat([batch[cfg.state_key], batch[keys.FUTURE_STATE]], 1), "state")  # (B, T, S)
+        s = self.norm(torch.cat([batch[cfg.state_key], batch[keys.FUTURE_STATE]], 1), "state")  # (B, T, S)
         t = s.shape[1]
-        a = self._norm(batch[cfg.action_key][:, :t], "action")  # (B, T, A)
+        a = self.norm(batch[cfg.action_key][:, :t], "action")  # (B, T, A)
         z, vit = self.encode(x), self.features(x)  # (B, T, CP, latent), (B, T, C, P, width_b)
         _, text = self.backbone.encode_text(list(batch[keys.TASK]))  # (B, text_width)
         z_hat, s_hat = self._heads(self._run(self._tokens(z, vit, s, a, text), 0), z, s)
@@ -370,13 +348,13 @@ class WorldModel(nn.Module):
             )
         device = self.pos.device
         x = _resize(frames.to(device), cfg.image_size).float() / 255.0
-        s, a = self._norm(state.to(device), "state"), self._norm(actions.to(device), "action")
+        s, a = self.norm(state.to(device), "state"), self.norm(actions.to(device), "action")
         _, text = self.backbone.encode_text(list(task))
         _, s_r, pix = self._rollout(x, self.encode(x), self.features(x), s, a, text, k)
         pix = (pix.clamp(0, 1) * 255).round().to(torch.uint8)  # (B, K, Cams, 3, H, W)
         return {
             "images": {cam: pix[:, :, i] for i, cam in enumerate(cfg.cameras)},
-            "state": self._unnorm(s_r, "state"),
+            "state": self.unnorm(s_r, "state"),
         }
 
     @torch.no_grad()

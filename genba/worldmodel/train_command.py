@@ -66,11 +66,12 @@ class TrainWorldModelConfig:
             raise GenbaError(f"lr={self.lr} must be >= 0 and frame_window={self.frame_window} >= -1")
 
 
-def load_preset(name: str) -> dict:
-    """{"model": {...WorldModelConfig fields}, "train": {...TrainConfig fields}} from presets/<name>.yaml."""
+def load_preset(name: str, folder: Path = PRESET_DIR) -> dict:
+    """{"model": {...model config fields}, "train": {...TrainConfig fields}} from <folder>/<name>.yaml (the world
+    model's presets by default; the VLA's live in genba/policies/presets)."""
     import yaml
 
-    path = PRESET_DIR / f"{name}.yaml"
+    path = folder / f"{name}.yaml"
     preset = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(preset, dict) or set(preset) != {"model", "train"}:
         raise GenbaError(f"{path} must hold exactly the sections model and train")

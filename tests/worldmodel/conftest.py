@@ -1,4 +1,5 @@
-"""Shared world-model fixtures: a real genba dataset and a real (briefly) trained world-model run."""
+"""World-model fixtures: a dataset lerobot's writer made from gymnasium's Reacher (the trained run is in
+tests/conftest.py: the policy tests start a VLA from it)."""
 
 import importlib.util
 from pathlib import Path
@@ -6,23 +7,6 @@ from pathlib import Path
 import pytest
 
 REACHER = Path(__file__).resolve().parents[2] / "examples" / "reacher_dataset.py"
-
-
-@pytest.fixture(scope="session")
-def tiny_worldmodel_run(tmp_path_factory) -> dict:
-    """pick_place, 4 episodes at 64x64 with two cameras (genba collect), and `genba train-worldmodel preset=tiny`
-    for 4 steps on it (3 training episodes, 1 validation episode). Built once per test process (about 10 s)."""
-    from genba.datasets.collect import CollectConfig, run_collect
-    from genba.worldmodel.train_command import TrainWorldModelConfig, run_train_worldmodel
-
-    root = tmp_path_factory.mktemp("worldmodel")
-    data = root / "pick_place"
-    run_collect(CollectConfig(task="pick_place", episodes=4, image_size=64, lang="mixed", out=str(data)))
-    cfg = TrainWorldModelConfig(
-        data=str(data), out=str(root / "run"), steps=4, batch_size=2, val_fraction=0.25, progress=False
-    )
-    summary = run_train_worldmodel(cfg)
-    return {"data": data, "run": root / "run", "summary": summary}
 
 
 @pytest.fixture(scope="session")

@@ -82,8 +82,8 @@ def test_rollout_with_the_kv_cache_equals_the_full_forward_over_its_own_predicti
     b = batch()
     frames = torch.stack([torch.cat([b[keys.image_key(c)], b[keys.future_image_key(c)]], 1) for c in CAMS], 2)
     x = frames.float() / 255
-    s = model._norm(torch.cat([b[keys.OBS_STATE], b[keys.FUTURE_STATE]], 1), "state")
-    a = model._norm(b[keys.ACTION], "action")
+    s = model.norm(torch.cat([b[keys.OBS_STATE], b[keys.FUTURE_STATE]], 1), "state")
+    a = model.norm(b[keys.ACTION], "action")
     c, k = 2, 4
     with torch.no_grad():
         z, vit = model.encode(x[:, :c]), model.features(x[:, :c])

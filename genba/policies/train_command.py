@@ -1,0 +1,230 @@
+"""`genba train-policy data=<dir> out=<run> preset=tiny|small [init=<world-model run>]`: the VLA on any LeRobotDataset.
+
+    genba train-policy data=outputs/pick_place out=runs/vla-pp preset=tiny
+    genba train-policy data=outputs/pick_place out=runs/vla-pp-wm preset=tiny init=runs/wm   # backbone from a WM
+    genba eval task=pick_place policy=runs/vla-pp episodes=100
+    genba serve policy=runs/vla-pp
+
+The cameras (every video feature, or `cameras=`), the state and action sizes, the image size and the fps come from
+the dataset; the dataset's instructions (`task`, any language, several tasks in one dataset) are the language
+input. Episodes are split once (`<out>/split.json`, seeded; `val_fraction=0` trains on every episode), and the
+state and action statistics come from the training episodes only and are saved in the policy's weights and as
+`stats.json` beside them. `init=` starts the backbone (ViT, text encoder, projections) from a world model's last
+checkpoint; its backbone shape then replaces the preset's. The run folder gets the training loop's metrics.jsonl,
+last/ and best/ checkpoints and train_summary.json, which records the training data's episode seeds (when genba
+wrote the dataset) so that evaluation seeds can be checked to be disjoint from them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from genba import keys
+from genba.errors import GenbaError
+from genba.io import write_json
+
+PRESETS = ("tiny", "small")
+PRESET_DIR = Path(__file__).parent / "presets"
+SUMMARY = "train_summary.json"
+VAL_BATCHES = 8
+
+
+@dataclass
+class TrainPolicyConfig:
+    data: str = field(default="", metadata={"help": "LeRobotDataset v3 folder"})
+    out: str = field(default="", metadata={"help": "run folder (default outputs/vla-<dataset name>)"})
+    preset: str = field(default="tiny", metadata={"help": f"model and schedule preset: {', '.join(PRESETS)}"})
+    init: str = field(default="", metadata={"help": "world-model run whose backbone starts the VLA's (empty: scratch)"})
+    head: str = field(default="", metadata={"help": "action head: flow or l1 (empty = the preset's, flow)"})
+    steps: int = field(default=0, metadata={"help": "optimizer steps (0 = the preset's)"})
+    batch_size: int = field(default=0, metadata={"help": "samples per step and process (0 = the preset's)"})
+    lr: float = field(default=0.0, metadata={"help": "peak learning rate (0 = the preset's)"})
+    save_every: int = field(default=0, metadata={"help": "checkpoint every N steps (0 = the preset's; at the end)"})
+    cameras: list[str] = field(default_factory=list, metadata={"help": "cameras to use (empty = every camera)"})
+    state_key: str = field(default=keys.OBS_STATE, metadata={"help": "proprioceptive state feature"})
+    action_key: str = field(default=keys.ACTION, metadata={"help": "action feature"})
+    val_fraction: float = field(default=0.05, metadata={"help": "share of episodes held out for validation loss"})
+    split_seed: int = field(default=0, metadata={"help": "seed of the train/validation split"})
+    seed: int = field(default=0, metadata={"help": "training seed (weights, data order, noise)"})
+    device: str = field(default="auto", metadata={"help": "auto (cuda when there is one), cpu, cuda"})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch's default)"})
+    resume: bool = field(default=False, metadata={"help": "continue <out>/last"})
+    progress: bool = field(default=True, metadata={"help": "progress bar on stderr"})
+
+    def __post_init__(self) -> None:
+        from genba.policies.vla import HEADS
+
+        if self.preset not in PRESETS:
+            raise GenbaError(f"preset={self.preset!r} (valid: {', '.join(PRESETS)})")
+        if not self.data:
+            raise GenbaError("data= is required: a LeRobotDataset v3 folder")
+        if not self.out:
+            self.out = str(Path("outputs") / f"vla-{Path(self.data).name}")
+        if self.head and self.head not in HEADS:
+            raise GenbaError(f"head={self.head!r} (valid: {', '.join(HEADS)})")
+        for name in ("steps", "batch_size", "save_every", "threads"):
+            if getattr(self, name) < 0:
+                raise GenbaError(f"{name}={getattr(self, name)} must be >= 0")
+        if self.lr < 0 or not 0 <= self.val_fraction < 1:
+            raise GenbaError(f"lr={self.lr} must be >= 0 and val_fraction={self.val_fraction} in [0, 1)")
+
+
+def backbone_from(run: str) -> tuple[dict, dict]:
+    """A world-model run's backbone: (its BackboneConfig fields, its `backbone.*` weights without the prefix)."""
+    import safetensors.torch
+
+    from genba.policies.vla_policy import checkpoint_folder
+    from genba.train.checkpoint import WEIGHTS, read_config
+
+    folder = checkpoint_folder(run)
+    _, config = read_config(folder, "worldmodel")
+    weights = safetensors.torch.load_file(str(folder / WEIGHTS))
+    prefix = "backbone."
+    ours = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+    return dataclasses.asdict(config.backbone), ours
+
+
+def train_seeds(root: Path, episodes: list[int]) -> list[int] | None:
+    """The episode seeds genba recorded for `episodes` of a dataset it wrote; None for a foreign dataset."""
+    from genba.datasets.commit import read_all_episode_meta
+
+    records = read_all_episode_meta(root)
+    if records is None:
+        return None
+    return sorted(int(records[e]["seed"]) for e in episodes if e < len(records) and "seed" in records[e])
+
+
+def build(cfg: TrainPolicyConfig) -> dict:
+    """Everything a run needs, before any training: datasets, split, stats, model, TrainConfig, batches."""
+    import torch
+
+    from genba.datasets.clips import ClipConfig, ClipDataset
+    from genba.datasets.split import load_or_make_split
+    from genba.datasets.stats import compute_stats
+    from genba.policies.vla import VLA, VLAConfig
+    from genba.train.checkpoint import recover
+    from genba.train.loop import LAST, TrainConfig
+    from genba.worldmodel.backbone import BackboneConfig
+    from genba.worldmodel.data import ClipBatches, fixed_batches
+    from genba.worldmodel.train_command import load_preset
+
+    last = Path(cfg.out) / LAST
+    recover(last)
+    if last.exists() and not cfg.resume:
+        raise GenbaError(f"{last} exists; pass resume=true to continue it, or choose another out")
+    preset = load_preset(cfg.preset, PRESET_DIR)
+    model_fields, train_fields = dict(preset["model"]), dict(preset["train"])
+    init_weights = None
+    if cfg.init:
+        model_fields["backbone"], init_weights = backbone_from(cfg.init)
+    horizon = model_fields.get("horizon", 16)
+
+    def dataset(episodes: list[int] | None, progress: bool = False) -> ClipDataset:
+        clip = ClipConfig(data=cfg.data, cameras=list(cfg.cameras), obs_frames=1, action_horizon=horizon,
+                          state_key=cfg.state_key, action_key=cfg.action_key)  # fmt: skip
+        ds = ClipDataset(clip, episodes=episodes, progress=progress)
+        if not ds.cameras:
+            raise GenbaError(f"{ds.root} has no camera (no video feature): the VLA reads images")
+        return ds
+
+    full = dataset(None, progress=cfg.progress)
+    out = Path(cfg.out)
+    n_eps = full.meta.total_episodes
+    split = load_or_make_split(out / "split.json", dataset=str(full.root), num_episodes=n_eps,
+                               val_fraction=cfg.val_fraction, seed=cfg.split_seed)  # fmt: skip
+    train_ds = dataset(split["train"])
+    stats = compute_stats(train_ds, images=False)
+    feats = full.meta.features
+    video_key = next(iter(full.cameras.values()))
+    h, w = feats[video_key]["shape"][:2]
+    if h != w:
+        raise GenbaError(f"{video_key} of {full.root} is {h}x{w}; the VLA takes square frames")
+    model_fields.update(
+        backbone=BackboneConfig(**model_fields["backbone"]),
+        cameras=list(full.cameras),
+        image_size=int(h),
+        state_key=cfg.state_key,
+        action_key=cfg.action_key,
+        state_dim=int(feats[cfg.state_key]["shape"][0]),
+        action_dim=int(feats[cfg.action_key]["shape"][0]),
+        fps=float(full.fps),
+        **({"head": cfg.head} if cfg.head else {}),
+    )
+    model_cfg = VLAConfig(**model_fields)
+    torch.manual_seed(cfg.seed)  # the initial weights (the loop re-seeds for the data and the rest)
+    model = VLA(model_cfg)
+    if init_weights is not None:
+        missing, unexpected = model.backbone.load_state_dict(init_weights, strict=False)
+        if missing or unexpected:
+            raise GenbaError(f"init={cfg.init}: its backbone does not fit (missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]})")  # fmt: skip
+    model.set_stats(stats)
+    batch_size = cfg.batch_size or train_fields.pop("batch_size")
+    train_fields.pop("batch_size", None)
+    train_fields.update({k: v for k, v in (("steps", cfg.steps), ("lr", cfg.lr), ("save_every", cfg.save_every)) if v})
+    if train_fields.get("min_lr", 0) > train_fields["lr"]:
+        train_fields["min_lr"] = train_fields["lr"]
+    train_fields["warmup"] = min(train_fields.get("warmup", 0), train_fields.get("steps", 1))
+    val = None
+    if split["val"]:
+        val = fixed_batches(dataset(split["val"]), batch_size, VAL_BATCHES)
+    else:
+        train_fields["eval_every"] = 0
+    train_cfg = TrainConfig(out=str(out), seed=cfg.seed, device=cfg.device, resume=cfg.resume,
+                            progress=cfg.progress, **train_fields)  # fmt: skip
+    return {
+        "model": model,
+        "train": train_cfg,
+        "data": ClipBatches(train_ds, batch_size, seed=cfg.seed),
+        "val": val,
+        "stats": stats,
+        "split": split,
+        "dataset": str(full.root),
+        "batch_size": batch_size,
+        "frames": {"train": len(train_ds), "val": 0 if not split["val"] else sum(len(b[keys.TASK]) for b in val)},
+        "train_seeds": train_seeds(full.root, split["train"]),
+        "tasks": full.tasks,
+    }
+
+
+def run_train_policy(cfg: TrainPolicyConfig) -> dict:
+    import torch
+
+    from genba.train import dist
+    from genba.train.loop import train
+    from genba.worldmodel.model import count_params
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    started = time.perf_counter()
+    cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    dist.init_if_needed(dist.device_for(torch.device("cuda" if cuda else "cpu")))
+    if not dist.is_main():
+        dist.barrier()  # rank 0 first builds the frame cache and writes the split
+    parts = build(cfg)
+    if dist.is_main():
+        dist.barrier()
+    model = parts["model"]
+    summary = train(parts["train"], model, parts["data"], val=parts["val"], stats=parts["stats"], split=parts["split"])
+    seeds = parts["train_seeds"]
+    seed_range = None if seeds is None else {"count": len(seeds), "min": min(seeds, default=None),
+                                             "max": max(seeds, default=None)}  # fmt: skip
+    summary.update(
+        train_seconds=round(time.perf_counter() - started, 3),
+        params=count_params(model),
+        data=parts["dataset"],
+        tasks=parts["tasks"],
+        preset=cfg.preset,
+        init=cfg.init,
+        batch_size=parts["batch_size"],
+        frames=parts["frames"],
+        train_seeds=seed_range,
+        model=dataclasses.asdict(model.config),
+        out=str(cfg.out),
+    )
+    if dist.is_main():
+        write_json(Path(cfg.out) / SUMMARY, summary, indent=2)
+    return summary

@@ -1,0 +1,227 @@
+"""The VLA: chunks of H actions by flow matching on the shared language-vision backbone (checkpoint kind "vla").
+
+    model = VLA(VLAConfig(cameras=["front", "wrist"], state_dim=6, action_dim=6, image_size=64))
+    model.set_stats(stats)                              # mean/std of state and action (genba.datasets.stats)
+    loss, metrics = model.loss(batch)                   # what genba.train.train calls
+    actions = model.sample(images, state, tasks)        # (B, H, A) in raw units (rad, gripper m)
+
+The prefix is what the policy sees: every camera's ViT patch tokens (genba.worldmodel.backbone, the world model's
+backbone) with a learned camera embedding, the instruction's UTF-8 byte tokens from the backbone's text encoder,
+and one joint-state token. A fusion transformer over the whole prefix lets image patches attend to the words, which
+is where "the red cube" picks out one object among several. The action expert is a small transformer over H action
+tokens, with self-attention among them and cross-attention to the fused prefix (pi0's split of a large
+vision-language prefix and a small action expert, Black et al. 2024).
+
+Flow matching (Lipman et al. 2023, as in pi0): for normalized actions a, noise e and t in (0, 1], x_t = t e + (1 - t)
+a; the expert predicts the velocity e - a from (x_t, t). Sampling starts from noise at t = 1 and integrates to t = 0
+with diffusers' FlowMatchEulerDiscreteScheduler (`flow_steps` Euler steps, 10 by default); the prefix is encoded
+once per chunk. `head="l1"` instead regresses the chunk directly from H learned queries with an L1 loss (ACT's
+objective), one expert pass per chunk.
+
+Training adds a random shift of each camera image (DrQ's +-`shift_pixels` translation, Kostrikov et al. 2020), the
+usual remedy for image policies that overfit a few hundred demonstrations, and the backbone's SigLIP loss between
+frames and instructions (`w_contrastive`), the same co-training as the world model's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genba import keys
+from genba.errors import GenbaError
+from genba.train.checkpoint import register_model
+from genba.train.normalized import Normalized
+from genba.worldmodel.backbone import BYTE_PAD, Backbone, BackboneConfig, same_text
+
+KIND = "vla"
+HEADS = ("flow", "l1")
+
+
+@dataclass
+class VLAConfig:
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    cameras: list[str] = field(default_factory=lambda: list(keys.CAMERAS))
+    image_size: int = 64  # frames as the dataset stores them (what an env renders for this policy)
+    state_key: str = keys.OBS_STATE
+    action_key: str = keys.ACTION
+    state_dim: int = 6
+    action_dim: int = 6
+    fps: float = 10.0
+    horizon: int = 16  # H: actions predicted per chunk
+    n_action_steps: int = 8  # rows of each chunk the policy hands out (executed before the next chunk)
+    head: str = "flow"  # flow | l1
+    flow_steps: int = 10
+    width: int = 128
+    fusion_depth: int = 2
+    expert_depth: int = 3
+    heads: int = 4
+    shift_pixels: int = 4  # random-shift augmentation at training time (pixels of the stored frame); 0 = off
+    w_contrastive: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise GenbaError(f"head={self.head!r} (valid: {', '.join(HEADS)})")
+        if not self.cameras:
+            raise GenbaError("a VLA needs at least one camera")
+        if not 1 <= self.n_action_steps <= self.horizon:
+            raise GenbaError(f"n_action_steps={self.n_action_steps} must be in [1, horizon={self.horizon}]")
+        if self.width % self.heads:
+            raise GenbaError(f"width={self.width} is not divisible by heads={self.heads}")
+        if self.flow_steps < 1 or self.shift_pixels < 0 or self.w_contrastive < 0:
+            raise GenbaError("flow_steps must be >= 1, shift_pixels and w_contrastive >= 0")
+
+
+def _layer(width: int, heads: int, decoder: bool = False) -> nn.Module:
+    cls = nn.TransformerDecoderLayer if decoder else nn.TransformerEncoderLayer
+    return cls(width, heads, 4 * width, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """t (B,) in [0, 1] -> (B, dim) sinusoidal features (periods from 1/1000 of the unit interval up to 1)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(1000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    angles = 1000.0 * t.float()[:, None] * freqs[None]  # (B, half)
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+def random_shift(frames: torch.Tensor, pad: int) -> torch.Tensor:
+    """frames (B, 3, H, W) -> the same, each translated by its own integer shift in [-pad, pad] (edges replicated)."""
+    if pad == 0:
+        return frames
+    b, _, h, w = frames.shape
+    padded = F.pad(frames.float(), (pad, pad, pad, pad), mode="replicate")  # (B, 3, H + 2p, W + 2p)
+    dx, dy = torch.randint(0, 2 * pad + 1, (2, b)).tolist()
+    return torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)]).to(frames.dtype)
+
+
+class VLA(Normalized):
+    def __init__(self, config: VLAConfig) -> None:
+        super().__init__(config)
+        cfg = config
+        bb, width = cfg.backbone, cfg.width
+        self.backbone = Backbone(bb)
+        self.image_in = nn.Linear(bb.width, width)
+        self.camera_embed = nn.Parameter(torch.zeros(len(cfg.cameras), width))
+        self.text_in = nn.Linear(bb.text_width, width)
+        self.state_in = nn.Linear(cfg.state_dim, width)
+        self.kind_embed = nn.Parameter(torch.zeros(2, width))  # text, state
+        for p in (self.camera_embed, self.kind_embed):
+            nn.init.trunc_normal_(p, std=0.02)
+        self.fusion = nn.TransformerEncoder(_layer(width, cfg.heads), cfg.fusion_depth, enable_nested_tensor=False)
+        self.fusion_norm = nn.LayerNorm(width)
+        self.action_in = nn.Linear(cfg.action_dim, width)
+        self.time_in = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
+        self.action_pos = nn.Parameter(torch.zeros(cfg.horizon, width))
+        nn.init.trunc_normal_(self.action_pos, std=0.02)
+        self.expert = nn.TransformerDecoder(_layer(width, cfg.heads, decoder=True), cfg.expert_depth)
+        self.out_norm = nn.LayerNorm(width)
+        self.action_out = nn.Linear(width, cfg.action_dim)
+        self._scheduler = None
+
+    # ---- prefix: cameras, instruction, state ----
+
+    def prefix(
+        self, images: dict[str, torch.Tensor], state: torch.Tensor, tasks: list[str]
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """images {camera: (B, 3, H, W) uint8}, state (B, S) raw, tasks B strings ->
+        (memory (B, L, width), padding (B, L) bool, {"image": (B, E), "text": (B, E)} embeddings of the shared space);
+        L = cameras x P + Lt + 1."""
+        cfg = self.config
+        missing = [c for c in cfg.cameras if c not in images]
+        if missing:
+            raise GenbaError(f"the VLA reads cameras {cfg.cameras}; missing {missing}")
+        vit = [self.backbone.encode_images(images[c]) for c in cfg.cameras]  # each (B, P, bb width)
+        parts = [self.image_in(t) + self.camera_embed[i] for i, t in enumerate(vit)]
+        ids = self.backbone.text.tokenize(tasks, state.device)  # (B, Lt)
+        text, pooled = self.backbone.text(ids)  # (B, Lt, text width), (B, text width)
+        parts.append(self.text_in(text) + self.kind_embed[0])
+        parts.append(self.state_in(self.norm(state, "state")).unsqueeze(1) + self.kind_embed[1])
+        x = torch.cat(parts, dim=1)  # (B, L, width)
+        b = x.shape[0]
+        image_pad = torch.zeros(b, sum(t.shape[1] for t in vit), dtype=torch.bool, device=x.device)
+        pad = torch.cat([image_pad, ids == BYTE_PAD, image_pad[:, :1]], dim=1)  # (B, L)
+        memory = self.fusion_norm(self.fusion(x, src_key_padding_mask=pad))
+        emb = {"image": self.backbone.image_embedding(vit), "text": self.backbone.text_embedding(pooled)}
+        return memory, pad, emb
+
+    # ---- action expert ----
+
+    def expert_forward(
+        self, x: torch.Tensor | None, t: torch.Tensor | None, memory: torch.Tensor, pad: torch.Tensor
+    ) -> torch.Tensor:
+        """flow: noisy normalized actions x (B, H, A) at times t (B,) -> velocity (B, H, A);
+        l1 (x, t None): the normalized action chunk (B, H, A) from the learned queries."""
+        b = memory.shape[0]
+        q = self.action_pos.expand(b, -1, -1)  # (B, H, width)
+        if x is not None:
+            q = q + self.action_in(x) + self.time_in(timestep_embedding(t, self.config.width)).unsqueeze(1)
+        out = self.expert(q, memory, memory_key_padding_mask=pad)
+        return self.action_out(self.out_norm(out))
+
+    # ---- training ----
+
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        """batch: `observation.images.<cam>` (B, 1, 3, H, W) uint8, state (B, 1, S), action (B, H, A), task."""
+        cfg = self.config
+        images = {c: batch[keys.image_key(c)][:, -1] for c in cfg.cameras}  # (B, 3, H, W)
+        if self.training and cfg.shift_pixels:
+            images = {c: random_shift(v, cfg.shift_pixels) for c, v in images.items()}
+        state = batch[cfg.state_key][:, -1]  # (B, S)
+        target = self.norm(batch[cfg.action_key][:, : cfg.horizon], "action")  # (B, H, A)
+        tasks = list(batch[keys.TASK])
+        memory, pad, emb = self.prefix(images, state, tasks)
+        if cfg.head == "flow":
+            b = target.shape[0]
+            t = torch.distributions.Beta(1.5, 1.0).sample((b,)).to(target.device) * 0.999 + 0.001  # (B,) pi0's
+            noise = torch.randn_like(target)
+            x_t = t[:, None, None] * noise + (1 - t[:, None, None]) * target
+            action_loss = F.mse_loss(self.expert_forward(x_t, t, memory, pad), noise - target)
+        else:
+            action_loss = F.l1_loss(self.expert_forward(None, None, memory, pad), target)
+        metrics = {"action": float(action_loss.detach())}
+        total = action_loss
+        if cfg.w_contrastive:
+            con = self.backbone.contrastive_loss(emb["image"], emb["text"], same_text(tasks).to(target.device))
+            total = total + cfg.w_contrastive * con
+            metrics["contrastive"] = float(con.detach())
+        return total, metrics
+
+    # ---- inference ----
+
+    @torch.no_grad()
+    def sample(
+        self,
+        images: dict[str, torch.Tensor],
+        state: torch.Tensor,
+        tasks: list[str],
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """images {camera: (B, 3, H, W) uint8}, state (B, S) raw, tasks -> action chunk (B, H, A) raw units."""
+        cfg = self.config
+        memory, pad, _ = self.prefix(images, state.float(), tasks)
+        if cfg.head == "l1":
+            return self.unnorm(self.expert_forward(None, None, memory, pad), "action")
+        scheduler = self.scheduler()
+        scheduler.set_timesteps(cfg.flow_steps, device=memory.device)
+        shape = (memory.shape[0], cfg.horizon, cfg.action_dim)
+        x = torch.randn(shape, generator=generator, device="cpu").to(memory.device)  # (B, H, A) at t = 1
+        for step in scheduler.timesteps:
+            t = (step / scheduler.config.num_train_timesteps).expand(shape[0])  # (B,)
+            x = scheduler.step(self.expert_forward(x, t, memory, pad), step, x).prev_sample
+        return self.unnorm(x, "action")
+
+    def scheduler(self):  # diffusers' FlowMatchEulerDiscreteScheduler, imported lazily
+        """diffusers' flow-matching Euler scheduler, built once per model."""
+        if self._scheduler is None:
+            from diffusers import FlowMatchEulerDiscreteScheduler
+
+            self._scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
+        return self._scheduler
+
+
+register_model(KIND, VLA, VLAConfig)

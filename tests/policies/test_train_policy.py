@@ -1,0 +1,107 @@
+"""`genba train-policy` and a VLA run as a policy (genba.policies.train_command, genba.policies.vla_policy)."""
+
+import json
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+
+from genba import keys
+from genba.errors import GenbaError
+from genba.policies.contract import check_actions
+from genba.policies.evaluate import EvalConfig, run_eval
+from genba.policies.registry import policy_factory
+from genba.policies.train_command import TrainPolicyConfig, build, run_train_policy
+from genba.policies.vla_policy import VLAPolicy
+from genba.train.checkpoint import STATS, WEIGHTS
+
+
+def test_the_run_is_a_checkpoint_with_stats_split_and_the_training_seeds(tiny_vla_run):
+    run, summary = tiny_vla_run["run"], tiny_vla_run["summary"]
+    config = json.loads((run / "last" / "config.json").read_text())
+    assert config["kind"] == "vla" and config["cameras"] == ["front", "wrist"] and config["image_size"] == 64
+    assert (run / "last" / WEIGHTS).is_file() and (run / "last" / STATS).is_file()
+    split = json.loads((run / "split.json").read_text())
+    assert len(split["train"]) == 5 and len(split["val"]) == 1
+    saved = json.loads((run / "train_summary.json").read_text())
+    assert saved["steps"] == summary["steps"] == 3
+    # collect's seeds are 0.. (all six attempts succeeded or not, the training ones are a subset of them)
+    assert saved["train_seeds"]["count"] == 5 and saved["train_seeds"]["max"] < 1_000_000
+    assert saved["tasks"] and all(isinstance(t, str) for t in saved["tasks"])
+
+
+def test_a_second_run_into_the_same_folder_is_refused(tiny_vla_run):
+    with pytest.raises(GenbaError, match="resume=true"):
+        build(TrainPolicyConfig(data=str(tiny_vla_run["data"]), out=str(tiny_vla_run["run"]), progress=False))
+
+
+def test_bad_options_are_one_line(tmp_path):
+    with pytest.raises(GenbaError, match="preset="):
+        TrainPolicyConfig(data="x", preset="huge")
+    with pytest.raises(GenbaError, match="head="):
+        TrainPolicyConfig(data="x", head="ddpm")
+    with pytest.raises(GenbaError, match="data= is required"):
+        TrainPolicyConfig()
+
+
+def test_the_run_meets_the_policy_contract_through_the_registry(tiny_vla_run):
+    policy = policy_factory(str(tiny_vla_run["run"]))()
+    spec = policy.input_spec.features
+    assert spec[keys.image_key("front")].shape == (64, 64, 3) and spec[keys.OBS_STATE].shape == (6,)
+    assert spec[keys.TASK].dtype == "str" and policy.action_spec.horizon == 8 and policy.action_spec.dim == 6
+    rng = np.random.default_rng(0)
+    obs = {k: rng.integers(0, 256, f.shape, dtype=np.uint8) for k, f in spec.items() if f.dtype == "uint8"}
+    obs |= {keys.OBS_STATE: np.zeros(6, np.float32), keys.TASK: "reach for the red cube"}
+    policy.reset()
+    first = check_actions(policy.infer(policy.input_spec.validate(obs)), policy.action_spec)
+    second = check_actions(policy.infer(obs), policy.action_spec)
+    policy.reset()
+    again = check_actions(policy.infer(obs), policy.action_spec)
+    assert first.shape == (8, 6) and np.array_equal(first, again) and not np.array_equal(first, second)
+
+
+def test_a_folder_that_is_not_a_vla_run_is_one_line(tmp_path):
+    with pytest.raises(GenbaError, match="not a VLA run"):
+        policy_factory(str(tmp_path))
+    with pytest.raises(GenbaError, match="neither a training run"):
+        VLAPolicy(str(tmp_path / "missing"))
+
+
+def test_n_action_steps_beyond_the_horizon_is_refused(tiny_vla_run):
+    with pytest.raises(GenbaError, match="n_action_steps=17"):
+        VLAPolicy(str(tiny_vla_run["run"]), n_action_steps=17)
+
+
+def test_genba_eval_runs_the_vla_in_mujoco(tiny_vla_run, tmp_path):
+    summary = run_eval(EvalConfig(task="reach", policy=str(tiny_vla_run["run"]), episodes=2, out=str(tmp_path / "e")))
+    assert summary["episodes"] == 2 and summary["policy"] == "vla:vla"
+    assert 0 <= summary["success_rate"] <= 1
+
+
+def test_init_starts_the_backbone_from_a_world_model(tiny_worldmodel_run, tiny_vla_run, tmp_path):
+    data, wm = tiny_worldmodel_run["data"], tiny_worldmodel_run["run"]
+    parts = build(TrainPolicyConfig(data=str(data), out=str(tmp_path / "vla"), init=str(wm), progress=False))
+    weights = safetensors.torch.load_file(str(wm / "last" / WEIGHTS))
+    ours = parts["model"].backbone.state_dict()
+    assert all(torch.equal(ours[k], weights[f"backbone.{k}"]) for k in ours)
+    scratch = build(TrainPolicyConfig(data=str(data), out=str(tmp_path / "vla2"), progress=False))
+    theirs = scratch["model"].backbone.state_dict()
+    assert not torch.equal(theirs["vision.patch_embed.proj.weight"], ours["vision.patch_embed.proj.weight"])
+    with pytest.raises(GenbaError):
+        build(TrainPolicyConfig(data=str(data), out=str(tmp_path / "vla3"), init=str(tiny_vla_run["run"])))
+
+
+def test_training_resumes_exactly(tiny_vla_run, tmp_path):
+    data = str(tiny_vla_run["data"])
+    full = run_train_policy(TrainPolicyConfig(data=data, out=str(tmp_path / "a"), steps=4, batch_size=2,
+                                              progress=False))  # fmt: skip
+    cut = TrainPolicyConfig(data=data, out=str(tmp_path / "b"), steps=4, batch_size=2, progress=False)
+    parts = build(cut)
+    from genba.train.loop import train
+
+    parts["train"].stop_at = 2
+    train(parts["train"], parts["model"], parts["data"], stats=parts["stats"], split=parts["split"])
+    resumed = run_train_policy(TrainPolicyConfig(data=data, out=str(tmp_path / "b"), steps=4, batch_size=2,
+                                                 resume=True, progress=False))  # fmt: skip
+    assert resumed["final_loss"] == pytest.approx(full["final_loss"], rel=1e-6)
