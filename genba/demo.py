@@ -4,24 +4,31 @@ At this stage: the scripted expert performs `pick_place` in MuJoCo, the episodes
 (`genba collect`), the first episode is logged to a Rerun file (`genba viz`), the expert is evaluated through the
 one episode loop on held-out seeds (`genba eval`), a tiny world model is trained on the episodes
 (`genba train-worldmodel`) and evaluated on the held-out ones against copy-last-frame, with its predictions beside
-reality in a second Rerun file (`genba eval-worldmodel`). Running it again continues or reuses the dataset instead
-of starting over, and reuses a finished world-model run. Later stages (policy) append themselves here.
+reality in a second Rerun file (`genba eval-worldmodel`), then a tiny VLA is trained on the same episodes, its
+backbone started from the world model's (`genba train-policy init=`), and evaluated in MuJoCo on held-out seeds with
+its grounding gap (`genba eval grounding=true`). Running it again continues or reuses the dataset instead of starting
+over, and reuses finished world-model and policy runs.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from genba.errors import GenbaError
 
 if TYPE_CHECKING:
     from genba.datasets.collect import CollectConfig
     from genba.policies.evaluate import EvalConfig
+    from genba.policies.train_command import TrainPolicyConfig
     from genba.worldmodel.evaluate import EvalWorldModelConfig
     from genba.worldmodel.train_command import TrainWorldModelConfig
+
+
+POLICY_STEPS = 1000
 
 
 @dataclass
@@ -38,12 +45,17 @@ class DemoConfig:
     worldmodel_steps: int = field(
         default=500, metadata={"help": "world-model training steps (0 = the tiny preset's 800; 500 fit the demo)"}
     )
-    threads: int = field(default=0, metadata={"help": "torch CPU threads for the world model (0 = torch's default)"})
+    policy_steps: int = field(
+        default=POLICY_STEPS, metadata={"help": f"VLA training steps (0 = no policy; {POLICY_STEPS} fit the demo)"}
+    )
+    policy_episodes: int = field(default=20, metadata={"help": "episodes of the VLA's evaluation (held-out seeds)"})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads for the models (0 = torch's default)"})
 
     def __post_init__(self) -> None:
         self.collect_config()  # task, episodes, image_size, lang, workers: collect's own checks, before any work
         self.eval_config()
         self.worldmodel_configs()
+        self.policy_configs()
 
     def collect_config(self) -> CollectConfig:
         from genba.datasets.collect import CollectConfig
@@ -81,10 +93,31 @@ class DemoConfig:
         evaluate = EvalWorldModelConfig(run=str(run), out=str(run / "eval.json"), threads=self.threads)
         return train, evaluate
 
+    def policy_configs(self) -> tuple[TrainPolicyConfig, EvalConfig]:
+        from genba.policies.evaluate import EvalConfig
+        from genba.policies.train_command import TrainPolicyConfig
+
+        run = Path(self.out) / "vla"
+        train = TrainPolicyConfig(
+            data=str(Path(self.out) / "dataset"),
+            out=str(run),
+            preset="tiny",
+            init=str(Path(self.out) / "worldmodel"),
+            steps=max(self.policy_steps, 1),
+            val_fraction=0.0,  # every demonstration trains the policy: MuJoCo's held-out seeds judge it
+            seed=self.seed,
+            threads=self.threads,
+        )
+        evaluate = EvalConfig(task=self.task, policy=str(run), episodes=max(self.policy_episodes, 1), lang=self.lang,
+                              grounding=True, out=str(run / "eval.json"))  # fmt: skip
+        return train, evaluate
+
 
 def run_demo(cfg: DemoConfig) -> dict:
     from genba.datasets.collect import run_collect
     from genba.policies.evaluate import run_eval
+    from genba.policies.train_command import SUMMARY as POLICY_SUMMARY
+    from genba.policies.train_command import run_train_policy
     from genba.viz.episode import VizConfig, run_viz
     from genba.worldmodel.evaluate import run_eval_worldmodel
     from genba.worldmodel.train_command import SUMMARY, run_train_worldmodel
@@ -95,23 +128,23 @@ def run_demo(cfg: DemoConfig) -> dict:
     dataset = out / "dataset"
     rrd = out / "episode_0.rrd"
 
-    print(f"genba demo: 1/5 collecting {cfg.episodes} expert episodes of {cfg.task} into {dataset}", flush=True)
+    print(f"genba demo: 1/7 collecting {cfg.episodes} expert episodes of {cfg.task} into {dataset}", flush=True)
     collected = run_collect(cfg.collect_config())
-    print(f"genba demo: 2/5 logging episode 0 to {rrd}", flush=True)
+    print(f"genba demo: 2/7 logging episode 0 to {rrd}", flush=True)
     logged = run_viz(VizConfig(data=str(dataset), episode=0, out=str(rrd)))
-    print(f"genba demo: 3/5 evaluating the expert on {cfg.eval_episodes} held-out seeds", flush=True)
+    print(f"genba demo: 3/7 evaluating the expert on {cfg.eval_episodes} held-out seeds", flush=True)
     evaluated = run_eval(cfg.eval_config())
     train_cfg, eval_cfg = cfg.worldmodel_configs()
-    summary_file = Path(train_cfg.out) / SUMMARY
-    if summary_file.is_file():  # a finished run of an earlier demo: keep it
-        print(f"genba demo: 4/5 reusing the world model in {train_cfg.out}", flush=True)
-        trained = json.loads(summary_file.read_text(encoding="utf-8"))
-    else:
-        print(f"genba demo: 4/5 training a tiny world model on the episodes into {train_cfg.out}", flush=True)
-        train_cfg.resume = (Path(train_cfg.out) / "last").exists()  # an interrupted demo continues its run
-        trained = run_train_worldmodel(train_cfg)
-    print("genba demo: 5/5 evaluating the world model on the held-out episodes", flush=True)
+    trained = _train_once(train_cfg, Path(train_cfg.out) / SUMMARY, run_train_worldmodel, "4/7", "a tiny world model")
+    print("genba demo: 5/7 evaluating the world model on the held-out episodes", flush=True)
     wm = run_eval_worldmodel(eval_cfg)
+    policy = policy_eval = None
+    if cfg.policy_steps:
+        policy_cfg, policy_eval_cfg = cfg.policy_configs()
+        policy = _train_once(policy_cfg, Path(policy_cfg.out) / POLICY_SUMMARY, run_train_policy, "6/7", "a tiny VLA")
+        print(f"genba demo: 7/7 evaluating the VLA on {policy_eval_cfg.episodes} held-out seeds, with its instructions "
+              "and with shuffled ones", flush=True)  # fmt: skip
+        policy_eval = run_eval(policy_eval_cfg)
 
     print(f"genba demo: dataset {dataset} ({collected['episodes']} episodes, {collected['frames']} frames)")
     print(
@@ -119,6 +152,13 @@ def run_demo(cfg: DemoConfig) -> dict:
         f"state MAE@8 {wm['state_mae@8']:.4f} (copy-last {wm['copy_last']['state_mae@8']:.4f}, constant velocity "
         f"{wm['const_velocity']['state_mae@8']:.4f}), ΔPSNR@8 {wm['controllability_dpsnr@8']:.2f} dB"
     )
+    if policy_eval is not None:
+        low, high = policy_eval["ci95"]
+        print(
+            f"genba demo: VLA success {policy_eval['success_rate']:.0%} (95% CI {low:.0%}-{high:.0%}) on "
+            f"{policy_eval['episodes']} held-out seeds, grounding gap {policy_eval['grounding_gap']:+.0%}, "
+            f"{policy_eval['latency_ms_p50']:.0f} ms per chunk"
+        )
     print(f"genba demo: view them with: .venv/bin/rerun {rrd} {wm['rrd']}")
     return {
         "dataset": str(dataset),
@@ -128,4 +168,16 @@ def run_demo(cfg: DemoConfig) -> dict:
         "eval": evaluated,
         "train_worldmodel": trained,
         "eval_worldmodel": wm,
+        "train_policy": policy,
+        "eval_policy": policy_eval,
     }
+
+
+def _train_once(cfg: Any, summary_file: Path, run: Callable[[Any], dict], stage: str, what: str) -> dict:
+    """A training stage: a finished run of an earlier demo is kept, an interrupted one continues."""
+    if summary_file.is_file():
+        print(f"genba demo: {stage} reusing {what} in {cfg.out}", flush=True)
+        return json.loads(summary_file.read_text(encoding="utf-8"))
+    print(f"genba demo: {stage} training {what} on the episodes into {cfg.out}", flush=True)
+    cfg.resume = (Path(cfg.out) / "last").exists()
+    return run(cfg)

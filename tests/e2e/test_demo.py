@@ -1,6 +1,7 @@
 """The whole pipeline as `make demo` runs it, on a small preset: collect expert episodes in MuJoCo, load them with
 lerobot's own LeRobotDataset, write a .rrd of episode 0 and read it back with rerun's own reader, evaluate the
-expert, train a world model briefly and evaluate it on the held-out episode, with its .rrd read back."""
+expert, train a world model briefly and evaluate it on the held-out episode, with its .rrd read back, then train a
+VLA from the world model's backbone and evaluate it in MuJoCo with its grounding gap."""
 
 import json
 
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.xdist_group("e2e")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     argv = ["demo", f"out={out}", "episodes=2", "image_size=48", "workers=1", "lang=ja", "eval_episodes=3",
-            "worldmodel_steps=2", "threads=1"]  # fmt: skip
+            "worldmodel_steps=2", "policy_steps=2", "policy_episodes=2", "threads=1"]  # fmt: skip
     assert main(argv) == 0
     return out, json.loads((out / "summary.json").read_text()), argv
 
@@ -70,6 +71,7 @@ def test_demo_runs_again_without_redoing_work(demo):
     assert again["collect"]["frames"] == summary["collect"]["frames"]
     assert again["train_worldmodel"] == summary["train_worldmodel"]  # the finished run is reused, not retrained
     assert again["eval_worldmodel"]["psnr@8"] == summary["eval_worldmodel"]["psnr@8"]
+    assert again["train_policy"] == summary["train_policy"]
 
 
 def test_demo_trains_and_evaluates_a_world_model_with_predictions_beside_reality(demo):
@@ -86,6 +88,15 @@ def test_demo_trains_and_evaluates_a_world_model_with_predictions_beside_reality
     for camera in keys.CAMERAS:
         assert any(e.endswith(f"/{camera}/predicted") for e in rrd.entities())
         assert any(e.endswith(f"/{camera}/real") for e in rrd.entities())
+
+
+def test_demo_trains_a_vla_from_the_world_model_and_evaluates_its_grounding(demo):
+    out, summary, _ = demo
+    trained, evaluated = summary["train_policy"], summary["eval_policy"]
+    assert trained["kind"] == "vla" and trained["steps"] == 2 and trained["init"] == str(out / "worldmodel")
+    assert evaluated["episodes"] == 2 and evaluated["seeds"][0] == 1_000_000
+    assert "grounding_gap" in evaluated and evaluated["shuffled"]["episodes"] == 2
+    assert evaluated["latency_ms_p50"] > 0 and set(evaluated["by_language"]) <= {"en", "ja"}
 
 
 @pytest.mark.parametrize(

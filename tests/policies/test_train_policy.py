@@ -105,3 +105,28 @@ def test_training_resumes_exactly(tiny_vla_run, tmp_path):
     resumed = run_train_policy(TrainPolicyConfig(data=data, out=str(tmp_path / "b"), steps=4, batch_size=2,
                                                  resume=True, progress=False))  # fmt: skip
     assert resumed["final_loss"] == pytest.approx(full["final_loss"], rel=1e-6)
+
+
+def test_a_multi_task_dataset_in_two_languages_trains_one_policy(tmp_path):
+    """reach in English and push in Japanese, merged by lerobot's own aggregate_datasets: one VLA over both."""
+    from lerobot.datasets.aggregate import aggregate_datasets
+
+    from genba.datasets.collect import CollectConfig, run_collect
+
+    parts = {"reach": "en", "push": "ja"}
+    for task, lang in parts.items():
+        run_collect(CollectConfig(task=task, episodes=2, image_size=64, lang=lang, out=str(tmp_path / task)))
+    merged = tmp_path / "both"
+    aggregate_datasets([f"genba/{t}" for t in parts], "genba/both", roots=[tmp_path / t for t in parts],
+                       aggr_root=merged)  # fmt: skip
+    summary = run_train_policy(TrainPolicyConfig(data=str(merged), out=str(tmp_path / "vla"), steps=2, batch_size=4,
+                                                 val_fraction=0.0, progress=False))  # fmt: skip
+    tasks = summary["tasks"]
+    assert any(t.isascii() for t in tasks) and any(not t.isascii() for t in tasks)  # both languages
+    assert summary["frames"]["train"] == sum(
+        json.loads((tmp_path / t / "meta" / "info.json").read_text())["total_frames"] for t in parts
+    )
+    policy = policy_factory(str(tmp_path / "vla"))()
+    for task in parts:  # one policy, evaluated on each task
+        assert run_eval(EvalConfig(task=task, policy=str(tmp_path / "vla"), episodes=1, workers=1))["episodes"] == 1
+    assert policy.action_spec.dim == 6
