@@ -1,7 +1,8 @@
 """genba.serving: policies (genba.policies) served to arms over openpi's websocket protocol, hardened; the robot side.
 
 protocol.py     wire format (msgpack + openpi's ndarray encoding, decoded strictly)
-safety.py       per-robot joint limits and max change per step; every action is clipped
+safety.py       per-robot joint limits and max change per step, converted to the policy's units; every
+                action is clipped
 server.py       `genba serve` config and entry point (stdlib-only imports, for a fast --help)
 app.py          the asyncio websocket server: auth, validation, batching, timing, structured logs
 remote.py       RemotePolicy: a served policy behind the policy contract (specs from the server's metadata)

@@ -113,7 +113,6 @@ class PolicyServer:
         self.max_batch = 1 if self.per_connection else max_batch
         self.host, self.port = host, port
         self._api_key = api_key.encode() if api_key else None
-        self.limits = limits
         self.max_message_bytes = max_message_bytes
         self.max_connections = max_connections
         self.batch_wait = batch_wait_ms / 1000.0
@@ -131,13 +130,13 @@ class PolicyServer:
         self._started = time.time()
         if limits is not None and len(limits.names) != self.policy.action_spec.dim:
             raise ValueError(f"robot limits have {len(limits.names)} joints, the policy {self.policy.action_spec.dim}")
-        if limits is not None and limits.units != self.policy.action_spec.units:
-            # Degree limits on radian actions would clip nothing that matters: refuse rather than look safe.
-            raise GenbaError(
-                f"the robot's action limits are in {limits.units} but policy {self.name} acts in "
-                f"{self.policy.action_spec.units}; choose the robot whose units the policy's actions use "
-                "(the robot client converts them for the arm)"
-            )
+        # Actions are clipped as the policy gives them: limits in the robot's units (the SO-101's degrees) are
+        # converted to the policy's (genba's radians), or refused in one line when no conversion is known.
+        try:
+            self.limits = None if limits is None else limits.in_units(self.policy.action_spec.units)
+        except GenbaError as e:
+            raise GenbaError(f"policy {self.name} acts in {self.policy.action_spec.units}: {e}; serve it with "
+                             "robot=none or the robot whose units it uses") from None  # fmt: skip
 
     # ---- what a client learns on connect ----
     def metadata(self) -> dict:
@@ -401,7 +400,7 @@ class PolicyServer:
                 f"genba serve: listening on ws://{self.host}:{self.port} policy={self.name} "
                 f"auth={'api-key' if self._api_key else 'off'} input: {self.spec.describe()} "
                 f"actions: float32[{self.policy.action_spec.horizon}x{self.policy.action_spec.dim}] "
-                f"limits={'off' if self.limits is None else self.limits.units}"
+                f"limits={'off' if self.limits is None else f'{self.limits.robot} in {self.limits.units}'}"
             )
             log_event(
                 "start",

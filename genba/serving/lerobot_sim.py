@@ -4,7 +4,10 @@ It speaks exactly what lerobot's SO-101 follower speaks with `use_degrees=True`:
 "<motor>.pos" with body joints in degrees and the gripper in 0..100, camera images under the camera's name, and
 `send_action` returning the action actually sent after its `max_relative_target` clipping (lerobot's own
 `ensure_safe_goal_position`). It also reports the object poses under "environment_state", as a perception system
-would. Use it to dry-run a lerobot-robot set-up (LeRobotArm + RobotClient + genba serve) before the real arm.
+would, and the episode's instruction as `task_description` (the env's; genba.serving.robots.LeRobotArm uses it
+when no instruction is given). Use it to dry-run a lerobot-robot set-up (LeRobotArm + RobotClient + genba serve)
+before the real arm: `camera_names=["front", "wrist"], image_size=64` renders what a VLA trained on genba's 64x64 data
+reads (tests/serving/test_vla_served.py runs one end to end).
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ NAME = "genba_sim_so101"
 @dataclass(kw_only=True)
 class SimSO101Config(RobotConfig):
     task: str = "pick_place"
-    cameras: list[str] = field(default_factory=list)  # genba camera names, rendered at image_size
+    # genba camera names, rendered at image_size. Not lerobot's `cameras` (a dict of camera configs, which
+    # RobotConfig checks for width/height/fps): the sim renders its own.
+    camera_names: list[str] = field(default_factory=list)
     image_size: int = 128
     max_relative_target: float | None = None  # degrees, as lerobot's SO-101 config
 
@@ -55,7 +60,7 @@ class SimSO101Follower(Robot):
     @property
     def observation_features(self) -> dict:
         feats: dict = {f"{j}.pos": float for j in keys.JOINTS}
-        for cam in self.config.cameras:
+        for cam in self.config.camera_names:
             feats[cam] = (self.config.image_size, self.config.image_size, 3)
         feats[ENV_STATE_FEATURE] = (35,)
         return feats
@@ -71,7 +76,7 @@ class SimSO101Follower(Robot):
     def connect(self, calibrate: bool = True) -> None:
         import genba.sim as sim
 
-        self.env = sim.make(self.config.task, cameras=list(self.config.cameras), image_size=self.config.image_size)
+        self.env = sim.make(self.config.task, cameras=list(self.config.camera_names), image_size=self.config.image_size)
         self._connected = True
 
     @property
@@ -97,7 +102,7 @@ class SimSO101Follower(Robot):
         if not self._connected or self._obs is None:
             raise ConnectionError(f"{self} is not connected (or no episode started)")
         obs: dict[str, Any] = {f"{j}.pos": float(v) for j, v in zip(keys.JOINTS, self._present(), strict=True)}
-        for cam in self.config.cameras:
+        for cam in self.config.camera_names:
             obs[cam] = self._obs[keys.PIXELS][cam]
         obs[ENV_STATE_FEATURE] = self._obs[keys.ENV_STATE]
         return obs
@@ -121,6 +126,11 @@ class SimSO101Follower(Robot):
         if self.env is not None:
             self.env.close()
         self._connected = False
+
+    @property
+    def task_description(self) -> str:
+        """The episode's instruction, as the env gives it (empty before the first reset)."""
+        return "" if self.env is None else str(self.env.unwrapped.task_description)
 
     def episode_info(self) -> dict:
         return {"seed": self.seed, "success": self._success, "truncation_reason": self._reason}

@@ -5,6 +5,27 @@ robot reads and how it moves. The simulated arm is genba.sim.arm.SimArm.
   the SO-101 follower. `JointUnits` converts between the robot's units and the policy's: an SO-101 with lerobot's
   default `use_degrees=True` reports body joints in degrees and the gripper in 0..100, while genba's policies use
   radians and the gripper opening in metres per finger (0..0.032).
+  The instruction (`task`) is the adapter's `instruction`, fixed per episode by the operator, or when that is empty
+  the robot's own `task_description` attribute where it has one (genba.serving.lerobot_sim's does).
+
+Limits for the robot client are in the policy's units too: `robot_limits("so101", units=policy.action_spec.units)`
+(genba.serving.safety) converts the SO-101's with the same `so101_units()`. A VLA trained on genba data then drives
+an SO-101 (or its sim stand-in) through `genba serve policy=<run> robot=so101`:
+
+    from genba.serving.lerobot_sim import SimSO101Config, SimSO101Follower  # or lerobot's SO101Follower
+    from genba.serving.remote import RemotePolicy
+    from genba.serving.robot_client import RobotClient
+    from genba.serving.robots import LeRobotArm, so101_units
+    from genba.serving.safety import robot_limits
+
+    robot = SimSO101Follower(SimSO101Config(task="reach", camera_names=["front", "wrist"], image_size=64))
+    robot.connect()
+    policy = RemotePolicy("ws://127.0.0.1:8000")
+    cameras = {"front": "front", "wrist": "wrist"}  # the robot's camera keys -> the policy's camera names
+    arm = LeRobotArm(robot, fps=policy.action_spec.fps, units=so101_units(), cameras=cameras)
+    client = RobotClient(arm, policy, limits=robot_limits("so101", units=policy.action_spec.units))
+    robot.reset(seed=0)
+    episode = client.run_episode()
 """
 
 from __future__ import annotations
@@ -47,7 +68,8 @@ def so101_units(offset_deg: np.ndarray | None = None) -> JointUnits:
 
 class LeRobotArm:
     """A lerobot Robot as the control loop's robot. `cameras` maps the robot's camera keys to the policy's camera
-    names (e.g. {"front": "front", "wrist": "wrist"}); the instruction is fixed per episode."""
+    names (e.g. {"front": "front", "wrist": "wrist"}); the instruction is fixed per episode (empty: the robot's
+    `task_description`, if it has one)."""
 
     def __init__(self, robot: Any, *, fps: float, units: JointUnits, instruction: str = "",
                  cameras: dict[str, str] | None = None, joints: tuple[str, ...] = keys.JOINTS) -> None:  # fmt: skip
@@ -66,8 +88,9 @@ class LeRobotArm:
             out[keys.image_key(camera)] = np.asarray(raw[robot_key], dtype=np.uint8)
         if ENV_STATE_FEATURE in raw:
             out[keys.OBS_ENV_STATE] = np.asarray(raw[ENV_STATE_FEATURE], dtype=np.float32)
-        if self.instruction:
-            out[keys.TASK] = self.instruction
+        instruction = self.instruction or getattr(self.robot, "task_description", "")
+        if instruction:
+            out[keys.TASK] = instruction
         return out
 
     def send(self, action: np.ndarray) -> None:

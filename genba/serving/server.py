@@ -11,10 +11,20 @@ size (larger messages close the connection with 1009), validates every observati
 before the policy sees it, never sends a traceback and never closes the connection over a bad message, and clips
 every action to the robot's joint limits and per-step change. Nothing is ever unpickled.
 
+`robot=` names whose limits clip the actions: the genba arm's (radians, gripper metres), the SO-101 follower's
+(lerobot's degrees and gripper 0..100, converted to the policy's units by genba.serving.safety: +-pi rad, gripper
+0..0.032 m, 8 deg = 0.1396 rad and 0.0064 m of gripper per step), or none. A policy whose action units have no known
+conversion to the robot's is refused in one line. A VLA run (`policy=<run folder>`) acts in genba's units, so
+`genba serve policy=runs/vla robot=so101` serves it for an SO-101 driven by the robot client
+(genba.serving.robots.LeRobotArm converts observations and actions between the two).
+
 Policies without `infer_batch` (the scripted experts, which keep episode state) get one instance per connection; a
 client starts an episode by adding `"reset": True` to its first observation (the server calls that instance's
 reset(); genba's clients do this), or by reconnecting (plain openpi clients). A batched policy is shared by all
-clients and its reset() is not called for one of them (`per_connection=` overrides the choice).
+clients and its reset() is not called for one of them (`per_connection=` overrides the choice). A VLA batches, so it
+is shared: its flow sampler's noise generator, seeded when the server starts, runs on across requests and
+connections, and an episode's actions then depend on what was served before; with `per_connection=true` each
+connection gets its own instance, reseeded by its `"reset": True`, and a served episode repeats a local one.
 
 Resources a client can hold are bounded: a connection with no observation for `idle_timeout_s` is closed (1000);
 when all `max_connections` are taken, a newcomer closes the longest-idle connection if it has been idle for
@@ -40,7 +50,10 @@ API_KEY_ENV = "GENBA_API_KEY"
 class ServeConfig:
     policy: str = field(
         default="scripted",
-        metadata={"help": "scripted | linear | hold | random | lerobot:<checkpoint folder> | module.path:ClassName"},
+        metadata={
+            "help": "scripted | linear | hold | random | <VLA run folder> | lerobot:<checkpoint folder> | "
+            "module.path:ClassName"
+        },
     )
     task: str = field(default="pick_place", metadata={"help": "task of the scripted expert (policy=scripted)"})
     host: str = field(default="127.0.0.1", metadata={"help": "address to bind; non-loopback needs api_key"})
@@ -50,7 +63,10 @@ class ServeConfig:
     )
     allow_insecure: bool = field(default=False, metadata={"help": "allow a non-loopback host without api_key"})
     robot: str = field(
-        default="genba_arm", metadata={"help": "action limits, in the policy's units: genba_arm | so101 | none"}
+        default="genba_arm",
+        metadata={
+            "help": "whose action limits clip the actions (converted to the policy's units): genba_arm | so101 | none"
+        },
     )
     max_delta_scale: float = field(default=1.0, metadata={"help": "scale of the robot's max change per step"})
     max_message_mb: float = field(default=8.0, metadata={"help": "largest observation message accepted (MiB)"})

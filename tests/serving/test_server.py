@@ -19,6 +19,7 @@ from genba import keys
 from genba.policies.simple import LinearPolicy
 from genba.serving.app import PolicyServer, ServerThread
 from genba.serving.protocol import packb, unpackb
+from genba.serving.robots import so101_units
 from genba.serving.safety import robot_limits
 from genba.serving.server import ServeConfig
 
@@ -316,14 +317,40 @@ def test_a_policy_answering_a_batch_wrongly_is_an_error_reply_and_the_server_kee
         assert unpackb(a.recv(timeout=10))[keys.ACTIONS].shape == (2, 6)
 
 
-def test_action_limits_in_other_units_than_the_policys_are_refused(tmp_path):
-    from genba.cli import main
+def test_so101_limits_clip_a_wild_action_in_the_policys_units():
+    # SO-101 limits are degrees, the linear policy acts in radians: the server clips in radians, converted.
+    server = start("linear", horizon=4, limits=robot_limits("so101"))
+    server.server.policy.bias[:] = 10.0  # row h = state + 10 (h + 1) (+ a little): every joint far out of range
+    state = np.array([3.0, -0.2, 0.3, 0.0, 0.0, 0.01], np.float32)  # pan 3.0 rad: past the genba arm's 1.92
+    with server, connect(server.url) as ws:
+        meta = unpackb(ws.recv())
+        ws.send(packb({keys.OBS_STATE: state}))
+        got = unpackb(ws.recv())[keys.ACTIONS]  # (4, 6) radians, gripper metres
+    assert meta["action_limits"]["robot"] == "so101" and meta["action_limits"]["units"] == "rad (gripper: m)"
+    rows = np.arange(1, 5)[:, None]
+    expected = np.minimum(state + rows * np.array([np.radians(8)] * 5 + [0.0064]), [np.pi] * 5 + [0.032])
+    np.testing.assert_allclose(got, expected, atol=1e-6)  # the SO-101's +-180 deg and 8 deg a step, in radians
+    sent = np.array([so101_units().to_robot(r) for r in got])  # what the arm would get: degrees, gripper 0..100
+    assert np.abs(sent[:, :5]).max() <= 180 and sent[:, 5].min() >= 0 and sent[:, 5].max() <= 100
+    change = np.abs(np.diff(np.vstack([so101_units().to_robot(state), sent]), axis=0))
+    assert np.all(change <= np.array([8] * 5 + [20]) + 1e-4)
+
+
+def test_limits_with_no_known_conversion_to_the_policys_units_are_refused():
+    from dataclasses import replace
+
     from genba.errors import GenbaError
 
-    # SO-101 limits are degrees; genba's policies act in radians: clipping would look safe and clip nothing.
-    with pytest.raises(GenbaError, match=r"limits are in deg .* policy linear acts in rad"):
-        PolicyServer(lambda: LinearPolicy(horizon=2), port=0, limits=robot_limits("so101"))
-    assert main(["serve", "policy=linear", "robot=so101", f"out={tmp_path / 's.json'}"]) == 2
+    def end_effector_policy() -> LinearPolicy:
+        policy = LinearPolicy(horizon=2)
+        policy.action_spec = replace(policy.action_spec, units="m (end effector)")
+        return policy
+
+    # Degree limits on other actions would clip nothing that matters: refused in one line, not compared as numbers.
+    with pytest.raises(GenbaError, match=r"^policy linear acts in m \(end effector\): the so101 limits are in deg "
+                       r"\(gripper: 0\.\.100\) and no conversion to m \(end effector\) is known") as e:  # fmt: skip
+        PolicyServer(end_effector_policy, port=0, limits=robot_limits("so101"))
+    assert "\n" not in str(e.value)
 
 
 def test_a_repeated_authorization_header_is_refused_not_a_server_error():
