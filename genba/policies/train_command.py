@@ -36,7 +36,9 @@ VAL_BATCHES = 8
 class TrainPolicyConfig:
     data: str = field(default="", metadata={"help": "LeRobotDataset v3 folder"})
     out: str = field(default="", metadata={"help": "run folder (default outputs/vla-<dataset name>)"})
-    preset: str = field(default="tiny", metadata={"help": f"model and schedule preset: {', '.join(PRESETS)}"})
+    preset: str = field(
+        default="tiny", metadata={"help": f"model and schedule preset: {', '.join(PRESETS)}, or a .yaml file of yours"}
+    )
     init: str = field(default="", metadata={"help": "world-model run whose backbone starts the VLA's (empty: scratch)"})
     head: str = field(default="", metadata={"help": "action head: flow or l1 (empty = the preset's, flow)"})
     steps: int = field(default=0, metadata={"help": "optimizer steps (0 = the preset's)"})
@@ -57,8 +59,8 @@ class TrainPolicyConfig:
     def __post_init__(self) -> None:
         from genba.policies.vla import HEADS
 
-        if self.preset not in PRESETS:
-            raise GenbaError(f"preset={self.preset!r} (valid: {', '.join(PRESETS)})")
+        if self.preset not in PRESETS and not (self.preset.endswith(".yaml") and Path(self.preset).is_file()):
+            raise GenbaError(f"preset={self.preset!r} (valid: {', '.join(PRESETS)}, or an existing .yaml file)")
         if not self.data:
             raise GenbaError("data= is required: a LeRobotDataset v3 folder")
         if not self.out:
@@ -115,7 +117,10 @@ def build(cfg: TrainPolicyConfig) -> dict:
     recover(last)
     if last.exists() and not cfg.resume:
         raise GenbaError(f"{last} exists; pass resume=true to continue it, or choose another out")
-    preset = load_preset(cfg.preset, PRESET_DIR)
+    file = Path(cfg.preset)
+    preset = (
+        load_preset(file.stem, file.parent) if cfg.preset.endswith(".yaml") else load_preset(cfg.preset, PRESET_DIR)
+    )
     model_fields, train_fields = dict(preset["model"]), dict(preset["train"])
     init_weights = None
     if cfg.init:

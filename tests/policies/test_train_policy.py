@@ -130,3 +130,16 @@ def test_a_multi_task_dataset_in_two_languages_trains_one_policy(tmp_path):
     for task in parts:  # one policy, evaluated on each task
         assert run_eval(EvalConfig(task=task, policy=str(tmp_path / "vla"), episodes=1, workers=1))["episodes"] == 1
     assert policy.action_spec.dim == 6
+
+
+def test_a_preset_of_your_own_is_a_yaml_file(tiny_vla_run, tmp_path):
+    from genba.policies.train_command import PRESET_DIR
+
+    own = tmp_path / "mine.yaml"
+    own.write_text((PRESET_DIR / "tiny.yaml").read_text().replace("patch_size: 16", "patch_size: 8"))
+    cfg = TrainPolicyConfig(data=str(tiny_vla_run["data"]), out=str(tmp_path / "run"), preset=str(own), batch_size=4,
+                            progress=False)  # fmt: skip
+    parts = build(cfg)
+    assert parts["model"].config.backbone.patch_size == 8
+    with pytest.raises(GenbaError, match=r"an existing \.yaml file"):
+        TrainPolicyConfig(data="x", preset=str(tmp_path / "missing.yaml"))

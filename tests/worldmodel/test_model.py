@@ -231,3 +231,15 @@ def test_local_vit_weights_load_and_a_mismatch_is_one_line(tmp_path):
                                           weights=str(tmp_path / "vit.safetensors")))  # fmt: skip
     with pytest.raises(GenbaError, match="never a pickle"):
         vision_transformer(BackboneConfig(image_size=32, weights=str(tmp_path / "vit.pth")))
+
+
+def test_a_conv_stem_keeps_the_token_grid():
+    """stem=conv: log2(p) stride-2 convolutions give the same (H/p)^2 tokens as the linear patch embedding."""
+    torch.manual_seed(0)
+    for patch in (8, 16):
+        bb = Backbone(BackboneConfig(image_size=32, patch_size=patch, width=32, depth=1, heads=2, stem="conv"))
+        assert bb.encode_images(torch.zeros(2, 3, 32, 32, dtype=torch.uint8)).shape == (2, (32 // patch) ** 2, 32)
+    with pytest.raises(GenbaError, match="power-of-two"):
+        BackboneConfig(image_size=48, patch_size=12, stem="conv")
+    with pytest.raises(GenbaError, match="stem="):
+        BackboneConfig(stem="resnet")
