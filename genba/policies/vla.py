@@ -61,6 +61,7 @@ class VLAConfig:
     expert_depth: int = 3
     heads: int = 4
     shift_pixels: int = 4  # random-shift augmentation at training time (pixels of the stored frame); 0 = off
+    keypoints: int = 0  # K: instruction-conditioned spatial-softmax keypoints per camera as extra tokens; 0 = none
     w_contrastive: float = 0.1
 
     def __post_init__(self) -> None:
@@ -72,8 +73,8 @@ class VLAConfig:
             raise GenbaError(f"n_action_steps={self.n_action_steps} must be in [1, horizon={self.horizon}]")
         if self.width % self.heads:
             raise GenbaError(f"width={self.width} is not divisible by heads={self.heads}")
-        if self.flow_steps < 1 or self.shift_pixels < 0 or self.w_contrastive < 0:
-            raise GenbaError("flow_steps must be >= 1, shift_pixels and w_contrastive >= 0")
+        if self.flow_steps < 1 or self.shift_pixels < 0 or self.w_contrastive < 0 or self.keypoints < 0:
+            raise GenbaError("flow_steps must be >= 1, shift_pixels, w_contrastive and keypoints >= 0")
 
 
 def _layer(width: int, heads: int, decoder: bool = False) -> nn.Module:
@@ -99,6 +100,38 @@ def random_shift(frames: torch.Tensor, pad: int) -> torch.Tensor:
     return torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)]).to(frames.dtype)
 
 
+class Keypoints(nn.Module):
+    """Where things are, as coordinates: frames (B, 3, H, W) and the pooled instruction (B, T) -> K keypoints
+    (B, K, 2) in [-1, 1] (x, y). A small CNN (to H/4) whose features the instruction scales and shifts (FiLM, Perez
+    et al. 2018), then K heat maps reduced to their expected positions by a spatial softmax (Levine et al. 2016):
+    a map can become "where the named object is", an explicit position the action expert can read, which a few
+    hundred demonstrations teach far more easily than positions spread over patch tokens."""
+
+    def __init__(self, k: int, text_width: int, channels: int = 64) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv2d(3, channels // 2, 3, stride=2, padding=1), nn.GroupNorm(1, channels // 2), nn.GELU(),
+            nn.Conv2d(channels // 2, channels, 3, stride=2, padding=1), nn.GroupNorm(1, channels), nn.GELU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+        )  # fmt: skip
+        self.film = nn.Linear(text_width, 2 * channels)
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+        self.maps = nn.Sequential(nn.GELU(), nn.Conv2d(channels, channels, 3, padding=1), nn.GELU(),
+                                  nn.Conv2d(channels, k, 1))  # fmt: skip
+
+    def forward(self, frames: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        x = frames.float() / 255.0 if frames.dtype == torch.uint8 else frames
+        f = self.convs((x - 0.5) / 0.5)  # (B, C, H/4, W/4)
+        gamma, beta = self.film(text).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)  # each (B, C, 1, 1)
+        heat = self.maps(f * (1 + gamma) + beta)  # (B, K, h, w)
+        b, k, h, w = heat.shape
+        prob = heat.flatten(2).softmax(-1).view(b, k, h, w)
+        ys = torch.linspace(-1, 1, h, device=heat.device)
+        xs = torch.linspace(-1, 1, w, device=heat.device)
+        return torch.stack([(prob.sum(2) * xs).sum(-1), (prob.sum(3) * ys).sum(-1)], dim=-1)  # (B, K, 2)
+
+
 class VLA(Normalized):
     def __init__(self, config: VLAConfig) -> None:
         super().__init__(config)
@@ -112,6 +145,11 @@ class VLA(Normalized):
         self.kind_embed = nn.Parameter(torch.zeros(2, width))  # text, state
         for p in (self.camera_embed, self.kind_embed):
             nn.init.trunc_normal_(p, std=0.02)
+        if cfg.keypoints:
+            self.keypoints = nn.ModuleList(Keypoints(cfg.keypoints, bb.text_width) for _ in cfg.cameras)
+            self.keypoint_in = nn.Linear(2, width)
+            self.keypoint_embed = nn.Parameter(torch.zeros(len(cfg.cameras), cfg.keypoints, width))
+            nn.init.trunc_normal_(self.keypoint_embed, std=0.02)
         self.fusion = nn.TransformerEncoder(_layer(width, cfg.heads), cfg.fusion_depth, enable_nested_tensor=False)
         self.fusion_norm = nn.LayerNorm(width)
         self.action_in = nn.Linear(cfg.action_dim, width)
@@ -130,7 +168,7 @@ class VLA(Normalized):
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """images {camera: (B, 3, H, W) uint8}, state (B, S) raw, tasks B strings ->
         (memory (B, L, width), padding (B, L) bool, {"image": (B, E), "text": (B, E)} embeddings of the shared space);
-        L = cameras x P + Lt + 1."""
+        L = cameras x (P + K) + Lt + 1."""
         cfg = self.config
         missing = [c for c in cfg.cameras if c not in images]
         if missing:
@@ -139,11 +177,15 @@ class VLA(Normalized):
         parts = [self.image_in(t) + self.camera_embed[i] for i, t in enumerate(vit)]
         ids = self.backbone.text.tokenize(tasks, state.device)  # (B, Lt)
         text, pooled = self.backbone.text(ids)  # (B, Lt, text width), (B, text width)
+        if cfg.keypoints:
+            for i, c in enumerate(cfg.cameras):  # each (B, K, width): a position plus which keypoint it is
+                parts.append(self.keypoint_in(self.keypoints[i](images[c], pooled)) + self.keypoint_embed[i])
+        n_image = sum(t.shape[1] for t in parts)
         parts.append(self.text_in(text) + self.kind_embed[0])
         parts.append(self.state_in(self.norm(state, "state")).unsqueeze(1) + self.kind_embed[1])
         x = torch.cat(parts, dim=1)  # (B, L, width)
         b = x.shape[0]
-        image_pad = torch.zeros(b, sum(t.shape[1] for t in vit), dtype=torch.bool, device=x.device)
+        image_pad = torch.zeros(b, n_image, dtype=torch.bool, device=x.device)
         pad = torch.cat([image_pad, ids == BYTE_PAD, image_pad[:, :1]], dim=1)  # (B, L)
         memory = self.fusion_norm(self.fusion(x, src_key_padding_mask=pad))
         emb = {"image": self.backbone.image_embedding(vit), "text": self.backbone.text_embedding(pooled)}

@@ -8,9 +8,14 @@
 
 The input spec is read from the checkpoint: each camera as `observation.images.<cam>` uint8 (S, S, 3) at the size the
 training data had, `observation.state` float32 (S,), and `task` (the instruction; required: the VLA is grounded in
-it). The action spec hands out the first `n_action_steps` rows of each predicted chunk of H, at the data's fps. The
-flow sampler's noise comes from a generator reseeded at every `reset()`, so an episode's actions depend only on
-its observations, never on which episodes ran before (the same in one process or many).
+it). With `ema="auto"` (the default) a checkpoint trained with `ema > 0` acts with its EMA weights (the exponential
+moving average the loop keeps beside the raw ones), as diffusion and flow policies usually do. The action spec hands
+out the first `n_action_steps` rows of each predicted chunk of H, at the data's fps.
+
+The flow sampler's noise comes from a generator reseeded at every `reset()`: in the episode loop (genba eval, one
+policy per worker) an episode's actions depend only on its observations, never on the episodes before it. A server
+shares one instance between its clients (the VLA batches), and a client's reset does not reach it; serve with
+`per_connection=true` for that.
 """
 
 from __future__ import annotations
@@ -51,8 +56,23 @@ def is_vla_run(path: str) -> bool:
         return False
 
 
+def has_ema(folder: Path) -> bool:
+    """Whether a checkpoint keeps EMA weights (trained with ema > 0; kept in trainer.safetensors for resume)."""
+    from safetensors import safe_open
+
+    from genba.train.checkpoint import TRAINER_TENSORS
+
+    file = folder / TRAINER_TENSORS
+    if not file.is_file():
+        return False
+    with safe_open(str(file), framework="pt") as f:
+        return any(k.startswith("ema.") for k in f.keys())  # noqa: SIM118 (safe_open has keys(), no __iter__)
+
+
 class VLAPolicy:
-    def __init__(self, run: str, n_action_steps: int | None = None, device: str = "cpu", threads: int = 0) -> None:
+    def __init__(
+        self, run: str, n_action_steps: int | None = None, device: str = "cpu", threads: int = 0, ema: str = "auto"
+    ) -> None:
         import genba.policies.vla  # noqa: F401  (registers the kind)
         from genba.train.checkpoint import load_model
 
@@ -61,7 +81,10 @@ class VLAPolicy:
         self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                                    "cpu" if device == "auto" else device)  # fmt: skip
         folder = checkpoint_folder(run)
-        self.model, cfg = load_model(folder, kind=KIND, device=self.device)
+        if ema not in ("auto", "yes", "no"):
+            raise GenbaError(f"ema={ema!r} (valid: auto, yes, no)")
+        self.ema = ema == "yes" or (ema == "auto" and has_ema(folder))
+        self.model, cfg = load_model(folder, kind=KIND, device=self.device, ema=self.ema)
         self.config = cfg
         steps = n_action_steps or cfg.n_action_steps
         if not 1 <= steps <= cfg.horizon:

@@ -143,3 +143,13 @@ def test_a_preset_of_your_own_is_a_yaml_file(tiny_vla_run, tmp_path):
     assert parts["model"].config.backbone.patch_size == 8
     with pytest.raises(GenbaError, match=r"an existing \.yaml file"):
         TrainPolicyConfig(data="x", preset=str(tmp_path / "missing.yaml"))
+
+
+def test_the_policy_acts_with_the_ema_weights_when_the_run_kept_them(tiny_vla_run):
+    run = str(tiny_vla_run["run"])
+    ema, raw = VLAPolicy(run), VLAPolicy(run, ema="no")
+    assert ema.ema and not raw.ema  # the tiny preset trains with ema > 0
+    differ = [k for k, v in ema.model.state_dict().items() if not torch.equal(v, raw.model.state_dict()[k])]
+    assert differ  # three steps of training moved the raw weights away from their average
+    with pytest.raises(GenbaError, match="ema="):
+        VLAPolicy(run, ema="maybe")

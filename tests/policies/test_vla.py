@@ -30,15 +30,16 @@ def batch(tasks: list[str], actions: torch.Tensor, seed: int = 0) -> dict:
     }
 
 
-@pytest.mark.parametrize("head", ["flow", "l1"])
-def test_loss_is_finite_and_reaches_every_part(head):
+@pytest.mark.parametrize(("head", "keypoints"), [("flow", 0), ("l1", 0), ("flow", 3)])
+def test_loss_is_finite_and_reaches_every_part(head, keypoints):
     torch.manual_seed(0)
-    model = VLA(small_config(head=head, w_contrastive=0.5))
+    model = VLA(small_config(head=head, w_contrastive=0.5, keypoints=keypoints))
     b = batch(["pick up the red cube", "赤いキューブを拾って"], torch.randn(2, 4, 2))
     loss, metrics = model.loss(b)
     assert torch.isfinite(loss) and set(metrics) == {"action", "contrastive"}
     loss.backward()
-    for part in (model.backbone.vision, model.backbone.text, model.fusion, model.expert, model.state_in):
+    parts = [model.backbone.vision, model.backbone.text, model.fusion, model.expert, model.state_in]
+    for part in parts + ([model.keypoints, model.keypoint_in] if keypoints else []):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters()), part
 
 
@@ -85,6 +86,21 @@ def test_it_learns_to_act_on_the_instruction_alone(head):
         loss.backward()
         opt.step()
     assert torch.equal(chunk_signs(model), want)
+
+
+def test_keypoints_are_the_expected_positions_of_their_heat_maps():
+    """K (x, y) positions inside the frame, a function of the frame and the instruction (through FiLM)."""
+    from genba.policies.vla import Keypoints
+
+    torch.manual_seed(0)
+    head = Keypoints(4, text_width=8)
+    frames = torch.zeros(3, 3, 32, 32, dtype=torch.uint8)
+    points = head(frames, torch.zeros(3, 8))
+    assert points.shape == (3, 4, 2) and points.abs().max() <= 1
+    assert torch.allclose(points[0], points[1])  # the same frame and instruction: the same keypoints
+    # the instruction moves them (FiLM) once its projection is not zero
+    torch.nn.init.normal_(head.film.weight)
+    assert not torch.allclose(head(frames[:1], torch.ones(1, 8)), head(frames[:1], -torch.ones(1, 8)))
 
 
 def test_random_shift_moves_each_image_by_at_most_the_pad():
