@@ -122,6 +122,12 @@ COMMANDS: dict[str, Command] = {
             "genba.kernels.bench:run_bench_attention",
         ),
         Command(
+            "bench policy",
+            "VLA training step time and latency per action chunk of a preset",
+            "genba.policies.bench:BenchPolicyConfig",
+            "genba.policies.bench:run_bench_policy",
+        ),
+        Command(
             "bench worldmodel",
             "world-model training samples/s (and MFU on CUDA) and rollout frames/s of a preset",
             "genba.worldmodel.bench:BenchWorldModelConfig",
