@@ -33,6 +33,17 @@ def frame_of(state: torch.Tensor) -> np.ndarray:
     return (state[..., 0].numpy() % 1000).astype(int)
 
 
+def test_an_action_chunk_longer_than_every_episode_is_padded(foreign, cache_dir):
+    """A policy's chunk may outlast an episode (16 actions, 6-step reach episodes): the rows past the end repeat the
+    last action and are flagged as padding, like lerobot's delta_timestamps."""
+    horizon = max(LENGTHS) + 3
+    ds = clips(foreign, cache_dir, obs_frames=1, action_horizon=horizon)
+    s = ds[0]
+    pad = s["action_is_pad"]
+    assert s["action"].shape[0] == horizon and pad[LENGTHS[0] :].all() and not pad[: LENGTHS[0]].any()
+    assert torch.equal(s["action"][LENGTHS[0] :], s["action"][LENGTHS[0] - 1].expand(horizon - LENGTHS[0], -1))
+
+
 def test_windows_at_episode_edges(foreign, cache_dir):
     ds = clips(foreign, cache_dir, obs_frames=3, frame_stride=2, action_horizon=4, future_frames=2)
     assert len(ds) == sum(LENGTHS) and ds.fps == FPS
@@ -180,7 +191,7 @@ def test_bad_input_is_one_clear_line(foreign, cache_dir, tmp_path):
     assert "1-D numeric" in err(state_key="observation.images.cam_high")
     msg = err(cameras=["wrist"])
     assert "'wrist'" in msg and "cam_high" in msg and "cam_low" in msg
-    assert "longest episode" in err(obs_frames=10, frame_stride=2)
+    assert "longest episode" in err(obs_frames=40, frame_stride=2)  # observation frames must fit; actions may pad
     assert "no such folder" in err(data=tmp_path / "missing" / "x" / "y")
     assert "meta/info.json" in err(data=tmp_path)
     assert "hub download failed" in err(data="genba-tests/no-such-dataset-4c1e")  # offline or a 404: same error
