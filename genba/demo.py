@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from genba.worldmodel.train_command import TrainWorldModelConfig
 
 
-POLICY_STEPS = 1000
+POLICY_STEPS = 600
 
 
 @dataclass
