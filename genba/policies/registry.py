@@ -80,12 +80,12 @@ def policy_factory(policy: str, **options: Any) -> Callable[[], Policy]:
     options = {k: v for k, v in options.items() if v is not None}
     if policy.startswith(LEROBOT_PREFIX):
         return _lerobot(policy[len(LEROBOT_PREFIX) :], options)
+    if policy in BUILTIN:  # before folders: a folder named "random" in the working directory changes nothing
+        return BUILTIN[policy][0](**options)
     if os.path.isdir(os.path.expanduser(policy)):
         return _vla(policy, options)
     if ":" in policy:
         return _user_class(policy, options)
-    if policy in BUILTIN:
-        return BUILTIN[policy][0](**options)
     raise GenbaError(
         f"unknown policy {policy!r} (valid: {', '.join(BUILTIN)}, or module.path:ClassName for a class of yours, "
         f"a VLA run folder, or {LEROBOT_PREFIX}<folder> for a LeRobot checkpoint)"

@@ -153,3 +153,9 @@ def test_the_policy_acts_with_the_ema_weights_when_the_run_kept_them(tiny_vla_ru
     assert differ  # three steps of training moved the raw weights away from their average
     with pytest.raises(GenbaError, match="ema="):
         VLAPolicy(run, ema="maybe")
+
+
+def test_a_builtin_name_wins_over_a_folder_of_that_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "random").mkdir()  # not a VLA run: read as a folder, it would be an error
+    assert policy_factory("random")().name == "random"
