@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import platform
 import statistics
-import time
 from dataclasses import dataclass, field
 
 from genba.errors import GenbaError
@@ -53,16 +52,11 @@ def run_bench_policy(cfg: BenchPolicyConfig) -> dict:
     from genba.policies.train_command import PRESET_DIR
     from genba.policies.vla import VLA, VLAConfig
     from genba.worldmodel.backbone import BackboneConfig
+    from genba.worldmodel.bench import bench_device, timed
     from genba.worldmodel.model import count_params
     from genba.worldmodel.train_command import load_preset
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise GenbaError("device=cuda but no CUDA device is available")
-    device = torch.device(
-        "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device.replace("auto", "cpu")
-    )
+    device = bench_device(cfg.device, cfg.threads)
     preset = load_preset(cfg.preset, PRESET_DIR)
     fields = dict(preset["model"])
     size = fields["backbone"]["image_size"]
@@ -79,15 +73,6 @@ def run_bench_policy(cfg: BenchPolicyConfig) -> dict:
     cuda = device.type == "cuda"
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
 
-    def timed(fn) -> float:
-        if cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
-
     def step() -> None:
         with autocast:
             loss, _ = model.loss(batch)
@@ -98,7 +83,7 @@ def run_bench_policy(cfg: BenchPolicyConfig) -> dict:
     model.train()
     for _ in range(cfg.warmup):
         step()
-    step_s = statistics.median(timed(step) for _ in range(cfg.repeats))
+    step_s = statistics.median(timed(step, cuda) for _ in range(cfg.repeats))
 
     model.eval()
     one = {c: batch[keys.image_key(c)][:1, 0] for c in model_cfg.cameras}
@@ -109,7 +94,7 @@ def run_bench_policy(cfg: BenchPolicyConfig) -> dict:
 
     for _ in range(cfg.warmup):
         chunk()
-    times = sorted(timed(chunk) for _ in range(cfg.chunks))
+    times = sorted(timed(chunk, cuda) for _ in range(cfg.chunks))
     steps = preset["train"]["steps"]
     return {
         "preset": cfg.preset,

@@ -69,6 +69,30 @@ def random_batch(cfg, batch_size: int, device) -> dict:
     return out
 
 
+def bench_device(name: str, threads: int = 0):  # -> torch.device
+    """The device a benchmark runs on (auto: cuda when there is one), with `threads` torch CPU threads (0: as is)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    if name == "cuda" and not torch.cuda.is_available():
+        raise GenbaError("device=cuda but no CUDA device is available")
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else name.replace("auto", "cpu"))
+
+
+def timed(fn, cuda: bool) -> float:
+    """Seconds `fn()` takes, the device synchronized before and after on CUDA."""
+    import torch
+
+    if cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
 def run_bench_worldmodel(cfg: BenchWorldModelConfig) -> dict:
     import contextlib
 
@@ -79,13 +103,7 @@ def run_bench_worldmodel(cfg: BenchWorldModelConfig) -> dict:
     from genba.worldmodel.model import WorldModel, WorldModelConfig, count_params
     from genba.worldmodel.train_command import load_preset
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise GenbaError("device=cuda but no CUDA device is available")
-    device = torch.device(
-        "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device.replace("auto", "cpu")
-    )
+    device = bench_device(cfg.device, cfg.threads)
     preset = load_preset(cfg.preset)
     torch.manual_seed(0)
     model_cfg = WorldModelConfig(**{**preset["model"], "backend": cfg.backend})
@@ -103,19 +121,10 @@ def run_bench_worldmodel(cfg: BenchWorldModelConfig) -> dict:
         loss.backward()
         opt.step()
 
-    def timed(fn) -> float:
-        if cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
-
     model.train()
     for _ in range(cfg.warmup):
         step()
-    step_s = statistics.median(timed(step) for _ in range(cfg.repeats))
+    step_s = statistics.median(timed(step, cuda) for _ in range(cfg.repeats))
     flops = None
     if cuda:
         with FlopCounterMode(display=False) as counter:
@@ -134,7 +143,7 @@ def run_bench_worldmodel(cfg: BenchWorldModelConfig) -> dict:
             model.rollout(images, state, actions, rb["task"], k)
 
     roll()
-    roll_s = statistics.median(timed(roll) for _ in range(max(1, cfg.repeats // 2)))
+    roll_s = statistics.median(timed(roll, cuda) for _ in range(max(1, cfg.repeats // 2)))
     tokens = batch_size * model_cfg.clip_frames * model_cfg.tokens_per_frame
     return {
         "preset": cfg.preset,
