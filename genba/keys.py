@@ -23,11 +23,14 @@ OBS_STATE = "observation.state"
 OBS_ENV_STATE = "observation.environment_state"
 ACTION = "action"
 TASK = "task"  # the instruction string
+OBS_AUDIO = "observation.audio"  # (T,) float32 mono waveform of the spoken instruction, at AUDIO_SAMPLE_RATE
+AUDIO_SAMPLE_RATE = 16000  # Hz: genba's speech (genba.speech), stored episode audio and the server's default
 ACTIONS = "actions"  # policy output: (H, A) action chunk
 PAD_SUFFIX = "_is_pad"  # f"{key}{PAD_SUFFIX}": (T,) bool, True where a clip window crossed an episode boundary
 FUTURE = "future"  # prefix of the world model's targets in a clip: f"{FUTURE}.images.<cam>", FUTURE_STATE
 FUTURE_STATE = f"{FUTURE}.state"
 FUTURE_IS_PAD = f"{FUTURE}{PAD_SUFFIX}"
+NEXT_SUCCESS = "next.success"  # (T,) per-frame label, LeRobot's: the task holds after action t
 
 # --- policy server messages (openpi's protocol) ---
 PROMPT = "prompt"  # openpi's name for the instruction; the server accepts it as an alias of TASK
