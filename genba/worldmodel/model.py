@@ -23,6 +23,14 @@ ones, each fed the previous prediction), and the backbone's SigLIP loss between 
 
 `rollout` runs autoregressively with a per-layer `FrameKVCache`: one frame's tokens per step, constant memory.
 States and actions enter in raw units; the model normalizes them with buffers saved in its weights (`set_stats`).
+`imagine` / `imagine_step` run the same recurrence one action at a time, for closed loops (genba.worldmodel.env).
+
+The success head (config `success_head`, issue 12) reads frame t's hidden tokens (mean over the frame) and predicts
+the logit of `next.success` at t: whether the task holds after action a_t, LeRobot's per-frame label (1 only on the
+last frame of a successful episode, since the sim terminates on success; genba.worldmodel.data.success_labels). It
+is trained teacher-forced only (a positive is a clip's last frame, never inside the rollout loss's frames), with BCE
+weighted by `success_pos_weight` (negatives / positives of the training frames). Runs trained before it have
+`success_head: false` and the same weights as before.
 """
 
 from __future__ import annotations
@@ -69,6 +77,11 @@ class WorldModelConfig:
     w_recon: float = 100.0
     w_rollout: float = 1.0
     w_contrastive: float = 0.1
+    success_head: bool = False  # predict next.success per frame (needs the labels; genba train-worldmodel success=)
+    w_success: float = 1.0
+    success_pos_weight: float = 1.0  # BCE weight of a positive frame (train-worldmodel sets negatives / positives)
+    tasks: list[str] = field(default_factory=list)  # genba sim tasks of the training data (empty: unknown)
+    fps: int = 0  # control rate of the training data (0: unknown)
 
     def __post_init__(self) -> None:
         if isinstance(self.backbone, dict):
@@ -175,6 +188,10 @@ class WorldModel(Normalized):
         self.lat_out = nn.Linear(cfg.width, cfg.latent_dim)
         self.state_out = nn.Linear(cfg.width, cfg.state_dim)
         self.gate = nn.Linear(cfg.latent_dim, 1)
+        if cfg.success_head:  # only then: the weights of runs without it load strictly, as they were saved
+            self.success_out = nn.Sequential(
+                nn.Linear(cfg.width, cfg.width), nn.GELU(approximate="tanh"), nn.Linear(cfg.width, 1)
+            )
         for head in (self.lat_out, self.state_out, self.gate):  # start as "nothing changes": copy-last
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
@@ -237,6 +254,10 @@ class WorldModel(Normalized):
         cp = z.shape[2]
         return z + self.lat_out(h[:, :, :cp]), s + self.state_out(h[:, :, cp])
 
+    def _success(self, h: torch.Tensor) -> torch.Tensor | None:
+        """Hidden (B, F, N, W) at frames t -> logits of next.success (B, F); None without the head."""
+        return self.success_out(h.mean(2))[..., 0] if self.config.success_head else None
+
     def _pixels(
         self, z_hat: torch.Tensor, x_ref: torch.Tensor, z_ref: torch.Tensor, recon_ref: torch.Tensor
     ) -> torch.Tensor:
@@ -251,29 +272,44 @@ class WorldModel(Normalized):
         gate = self._unpatchify(gate.expand(*gate.shape[:-1], 3 * self.config.backbone.patch_size**2))
         return decoded + gate * (x_ref - recon_ref)
 
+    def _begin(
+        self, x: torch.Tensor, z: torch.Tensor, vit: torch.Tensor, s: torch.Tensor, a: torch.Tensor, text: torch.Tensor
+    ) -> Dream:
+        """Context frames x (B, C, Cams, 3, H, W) in [0, 1], their latents z (B, C, CP, latent), ViT tokens vit
+        (B, C, Cams, P, width_b), states s (B, C, S), the actions of all but the last a (B, C - 1, A) normalized,
+        text (B, text_width) -> a Dream whose pending frame is the last context frame (frames before it prefilled)."""
+        c = z.shape[1]
+        caches = [FrameKVCache(self.config.tokens_per_frame, self.config.frame_window) for _ in self.blocks]
+        if c > 1:
+            self._run(self._tokens(z[:, :-1], vit[:, :-1], s[:, :-1], a[:, : c - 1], text), 0, caches)
+        x_ref, z_ref = x[:, -1:], z[:, -1:]
+        return Dream(caches, text, x_ref, z_ref, self.decode(z_ref), z_ref, s[:, -1:], x_ref, vit[:, -1:], c - 1)
+
+    def _advance(self, d: Dream, a: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The pending frame takes action a (B, 1, A) normalized -> the next frame's (z (B, 1, CP, latent),
+        s (B, 1, S), pixels (B, 1, Cams, 3, H, W), success logit (B, 1) or None); it becomes the pending frame."""
+        vit = d.vit if d.vit is not None else self.features(d.x.clamp(0, 1))  # the ViT sees the predicted pixels
+        h = self._run(self._tokens(d.z, vit, d.s, a, d.text), d.frame, d.caches)
+        z, s = self._heads(h, d.z, d.s)
+        x = self._pixels(z, d.x_ref, d.z_ref, d.recon_ref)
+        d.z, d.s, d.x, d.vit, d.frame = z, s, x, None, d.frame + 1
+        return z, s, x, self._success(h)
+
     def _rollout(
         self, x: torch.Tensor, z: torch.Tensor, vit: torch.Tensor, s: torch.Tensor, a: torch.Tensor, text: torch.Tensor,
         horizon: int,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:  # fmt: skip
         """Context frames x (B, C, Cams, 3, H, W) in [0, 1] with their latents z (B, C, CP, latent), ViT tokens
         vit (B, C, Cams, P, width_b) and states s (B, C, S), actions a (B, C + K - 1, A) normalized -> the next K
-        frames' (z (B, K, CP, latent), s (B, K, S), pixels (B, K, Cams, 3, H, W)). Each step is fed the previous
-        prediction (its latents, state, and the ViT's tokens of its pixels), with KV caches."""
+        frames' (z (B, K, CP, latent), s (B, K, S), pixels (B, K, Cams, 3, H, W), success logits (B, K) or None:
+        after actions C-1 .. C+K-2). Each step is fed the previous prediction (its latents, state, and the ViT's
+        tokens of its pixels), with KV caches."""
         c = z.shape[1]
-        x_ref, z_ref = x[:, -1:], z[:, -1:]
-        recon_ref = self.decode(z_ref)
-        caches = [FrameKVCache(self.config.tokens_per_frame, self.config.frame_window) for _ in self.blocks]
-        h = self._run(self._tokens(z, vit, s, a[:, :c], text), 0, caches)  # prefill: the context frames
-        z_t, s_t = self._heads(h[:, -1:], z_ref, s[:, -1:])
-        zs, ss, xs = [z_t], [s_t], [self._pixels(z_t, x_ref, z_ref, recon_ref)]
-        for k in range(1, horizon):
-            vit_t = self.features(xs[-1].clamp(0, 1))
-            h = self._run(self._tokens(z_t, vit_t, s_t, a[:, c - 1 + k : c + k], text), c - 1 + k, caches)
-            z_t, s_t = self._heads(h, z_t, s_t)
-            zs.append(z_t)
-            ss.append(s_t)
-            xs.append(self._pixels(z_t, x_ref, z_ref, recon_ref))
-        return torch.cat(zs, 1), torch.cat(ss, 1), torch.cat(xs, 1)
+        d = self._begin(x, z, vit, s, a[:, : c - 1], text)
+        steps = [self._advance(d, a[:, c - 1 + k : c + k]) for k in range(horizon)]
+        zs, ss, xs, logits = zip(*steps, strict=True)
+        success = torch.cat(logits, 1) if self.config.success_head else None
+        return torch.cat(zs, 1), torch.cat(ss, 1), torch.cat(xs, 1), success
 
     # ---- training ----
 
@@ -287,7 +323,8 @@ class WorldModel(Normalized):
         a = self.norm(batch[cfg.action_key][:, :t], "action")  # (B, T, A)
         z, vit = self.encode(x), self.features(x)  # (B, T, CP, latent), (B, T, C, P, width_b)
         _, text = self.backbone.encode_text(list(batch[keys.TASK]))  # (B, text_width)
-        z_hat, s_hat = self._heads(self._run(self._tokens(z, vit, s, a, text), 0), z, s)
+        h = self._run(self._tokens(z, vit, s, a, text), 0)  # (B, T, N, W)
+        z_hat, s_hat = self._heads(h, z, s)
         target_z, recon = z.detach(), self.decode(z)
         pix = self._pixels(z_hat[:, :-1], x[:, :-1], z[:, :-1], recon[:, :-1])
         terms = {
@@ -302,9 +339,13 @@ class WorldModel(Normalized):
             + cfg.w_state * terms["state"]
             + cfg.w_recon * terms["recon"]
         )
+        labels = batch.get(keys.NEXT_SUCCESS) if cfg.success_head else None  # (B, T) float, 1 = success after a_t
+        if labels is not None:
+            terms["success"] = self._success_loss(self._success(h), labels)
+            total = total + cfg.w_success * terms["success"]
         if cfg.rollout_steps and cfg.w_rollout:
             c, k = cfg.context_frames, cfg.rollout_steps
-            z_r, s_r, pix_r = self._rollout(x[:, :c], z[:, :c], vit[:, :c], s[:, :c], a[:, : c + k - 1], text, k)
+            z_r, s_r, pix_r, _ = self._rollout(x[:, :c], z[:, :c], vit[:, :c], s[:, :c], a[:, : c + k - 1], text, k)
             terms["rollout_pixel"] = F.mse_loss(pix_r, x[:, c : c + k])
             terms["rollout_latent"] = F.mse_loss(z_r, target_z[:, c : c + k])
             terms["rollout_state"] = F.mse_loss(s_r, s[:, c : c + k])
@@ -319,6 +360,11 @@ class WorldModel(Normalized):
             terms["contrastive"] = self.backbone.contrastive_loss(img, txt, same)
             total = total + cfg.w_contrastive * terms["contrastive"]
         return total, {name: float(v.detach()) for name, v in terms.items()}
+
+    def _success_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """BCE of success logits and labels (B, F), positives weighted by success_pos_weight."""
+        weight = torch.tensor(self.config.success_pos_weight, device=logits.device)
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.float(), pos_weight=weight)
 
     # ---- inference ----
 
@@ -350,11 +396,38 @@ class WorldModel(Normalized):
         x = _resize(frames.to(device), cfg.image_size).float() / 255.0
         s, a = self.norm(state.to(device), "state"), self.norm(actions.to(device), "action")
         _, text = self.backbone.encode_text(list(task))
-        _, s_r, pix = self._rollout(x, self.encode(x), self.features(x), s, a, text, k)
+        _, s_r, pix, _ = self._rollout(x, self.encode(x), self.features(x), s, a, text, k)
         pix = (pix.clamp(0, 1) * 255).round().to(torch.uint8)  # (B, K, Cams, 3, H, W)
         return {
             "images": {cam: pix[:, :, i] for i, cam in enumerate(cfg.cameras)},
             "state": self.unnorm(s_r, "state"),
+        }
+
+    @torch.no_grad()
+    def imagine(self, images: dict[str, torch.Tensor], state: torch.Tensor, task: list[str]) -> Dream:
+        """Start a closed-loop rollout from one real frame: images {cam: (B, 3, H, W) uint8}, state (B, S) raw ->
+        a Dream for `imagine_step`."""
+        cfg, device = self.config, self.pos.device
+        missing = [cam for cam in cfg.cameras if cam not in images]
+        if missing:
+            raise GenbaError(f"imagine needs camera {missing[0]!r} (the model's cameras: {', '.join(cfg.cameras)})")
+        frames = torch.stack([_resize(images[cam].to(device), cfg.image_size) for cam in cfg.cameras], 1)
+        x = frames[:, None].float() / 255.0  # (B, 1, Cams, 3, H, W)
+        s = self.norm(state.to(device)[:, None], "state")  # (B, 1, S)
+        _, text = self.backbone.encode_text(list(task))
+        return self._begin(x, self.encode(x), self.features(x), s, s.new_zeros(s.shape[0], 0, cfg.action_dim), text)
+
+    @torch.no_grad()
+    def imagine_step(self, dream: Dream, action: torch.Tensor) -> dict:
+        """The dream's newest frame takes action (B, A) raw -> {"images": {cam: (B, 3, H, W) uint8}, "state": (B, S)
+        raw, "success": (B,) probability of next.success, or None without the head}."""
+        a = self.norm(action.to(self.pos.device)[:, None], "action")
+        _, s, x, logit = self._advance(dream, a)
+        pix = (x[:, 0].clamp(0, 1) * 255).round().to(torch.uint8)  # (B, Cams, 3, H, W)
+        return {
+            "images": {cam: pix[:, i] for i, cam in enumerate(self.config.cameras)},
+            "state": self.unnorm(s[:, 0], "state"),
+            "success": None if logit is None else torch.sigmoid(logit[:, 0].float()),
         }
 
     @torch.no_grad()
@@ -368,6 +441,24 @@ class WorldModel(Normalized):
     def embed_text(self, task: list[str]) -> torch.Tensor:
         """instructions -> (B, E) unit vectors in the backbone's image-text space."""
         return self.backbone.text_embedding(self.backbone.encode_text(list(task))[1])
+
+
+@dataclass
+class Dream:
+    """A rollout in progress: the KV caches, the instruction's encoding, the last real frame (x_ref (B, 1, Cams, 3,
+    H, W) in [0, 1], z_ref, recon_ref = D(z_ref)) and the pending frame (z, s normalized, pixels x, ViT tokens vit
+    when known) with its index `frame`, whose action comes next."""
+
+    caches: list[FrameKVCache]
+    text: torch.Tensor
+    x_ref: torch.Tensor
+    z_ref: torch.Tensor
+    recon_ref: torch.Tensor
+    z: torch.Tensor
+    s: torch.Tensor
+    x: torch.Tensor
+    vit: torch.Tensor | None
+    frame: int
 
 
 def _clip_frames(batch: dict, cam: str) -> torch.Tensor:

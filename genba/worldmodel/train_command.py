@@ -9,6 +9,11 @@ Episodes are split into train and validation once (`<out>/split.json`, seeded; r
 statistics of the state and action come from the training episodes only. The presets (genba/worldmodel/presets/
 <name>.yaml) hold the model's shape and the schedule; steps=, batch_size=, lr= override them. The run folder gets
 the training loop's metrics.jsonl, last/ and best/ checkpoints (safetensors + JSON) and train_summary.json.
+
+The success head (what the world-model env ends episodes on, genba.worldmodel.env) trains when the data has success
+labels with both outcomes among the training frames (`success=null`, the default): a `next.success` column, or
+genba's per-episode metadata of a dataset with failures (`genba collect ... noise=0.1 keep_failed=true`). success=true
+requires it, success=false leaves it out.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from genba import keys
 from genba.errors import GenbaError
@@ -49,6 +55,10 @@ class TrainWorldModelConfig:
     seed: int = field(default=0, metadata={"help": "training seed (weights, data order)"})
     device: str = field(default="auto", metadata={"help": "auto (cuda when there is one), cpu, cuda"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch's default)"})
+    success: bool | None = field(
+        default=None,
+        metadata={"help": "train the success head: null = when the data has success labels of both outcomes"},
+    )
     resume: bool = field(default=False, metadata={"help": "continue <out>/last"})
     progress: bool = field(default=True, metadata={"help": "progress bar on stderr"})
 
@@ -86,7 +96,7 @@ def build(cfg: TrainWorldModelConfig) -> dict:
     from genba.datasets.stats import compute_stats
     from genba.train.checkpoint import recover
     from genba.train.loop import LAST, TrainConfig
-    from genba.worldmodel.data import ClipBatches, clip_dataset, fixed_batches, window_starts
+    from genba.worldmodel.data import ClipBatches, clip_dataset, dataset_tasks, fixed_batches, window_starts
     from genba.worldmodel.model import WorldModel, WorldModelConfig
 
     last = Path(cfg.out) / LAST
@@ -112,6 +122,7 @@ def build(cfg: TrainWorldModelConfig) -> dict:
     train_ds = clip_dataset(cfg.data, frames, episodes=split["train"], progress=False, **kw)
     val_ds = clip_dataset(cfg.data, frames, episodes=split["val"], progress=False, **kw)
     stats = compute_stats(train_ds, images=False)
+    labels, pos_weight = success_setup(cfg, train_ds, frames)
     feats = full.meta.features
     model_fields.update(
         cameras=list(full.cameras),
@@ -120,6 +131,10 @@ def build(cfg: TrainWorldModelConfig) -> dict:
         state_dim=int(feats[cfg.state_key]["shape"][0]),
         action_dim=int(feats[cfg.action_key]["shape"][0]),
         backend=cfg.backend,
+        success_head=labels is not None,
+        success_pos_weight=pos_weight,
+        tasks=dataset_tasks(full),
+        fps=round(full.fps),
     )
     if cfg.frame_window >= 0:
         model_fields["frame_window"] = cfg.frame_window or None
@@ -136,18 +151,42 @@ def build(cfg: TrainWorldModelConfig) -> dict:
     train_cfg = TrainConfig(
         out=str(out), seed=cfg.seed, device=cfg.device, resume=cfg.resume, progress=cfg.progress, **train_fields
     )
-    data = ClipBatches(train_ds, batch_size, seed=cfg.seed)
+    data = ClipBatches(train_ds, batch_size, seed=cfg.seed, labels=labels)
     return {
         "model": model,
         "train": train_cfg,
         "data": data,
-        "val": fixed_batches(val_ds, batch_size, VAL_BATCHES),
+        "val": fixed_batches(val_ds, batch_size, VAL_BATCHES, labels=labels),
         "stats": stats,
         "split": split,
         "dataset": str(full.root),
         "batch_size": batch_size,
         "windows": {"train": len(data.starts), "val": len(window_starts(val_ds, frames))},
     }
+
+
+def success_setup(cfg: TrainWorldModelConfig, train_ds: Any, frames: int) -> tuple[Any, float]:
+    """(per-frame next.success labels or None when the head is not trained, the BCE weight of a positive frame =
+    negatives / positives over the training windows' frames)."""
+    import numpy as np
+
+    from genba.worldmodel.data import success_labels, window_starts
+
+    labels = None if cfg.success is False else success_labels(train_ds)
+    if labels is None:
+        if cfg.success:
+            raise GenbaError(f"success=true but {train_ds.root} has no success labels (no next.success column, no "
+                             "genba per-episode metadata)")  # fmt: skip
+        return None, 1.0
+    window = train_ds.rows[window_starts(train_ds, frames)][:, None] + np.arange(frames)  # (M, T) absolute frames
+    positives = int(labels[window].sum())
+    if positives == 0 or positives == window.size:
+        if cfg.success:
+            what = "no training frame" if not positives else "every training frame"
+            raise GenbaError(f"success=true but {what} of {train_ds.root} succeeds: the head needs both outcomes "
+                             "(genba collect ... noise=0.1 keep_failed=true keeps failures and successes)")  # fmt: skip
+        return None, 1.0
+    return labels, (window.size - positives) / positives
 
 
 def run_train_worldmodel(cfg: TrainWorldModelConfig) -> dict:

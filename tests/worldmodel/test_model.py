@@ -88,7 +88,7 @@ def test_rollout_with_the_kv_cache_equals_the_full_forward_over_its_own_predicti
     with torch.no_grad():
         z, vit = model.encode(x[:, :c]), model.features(x[:, :c])
         _, text = model.backbone.encode_text(TASKS)
-        z_r, s_r, pix_r = model._rollout(x[:, :c], z, vit, s[:, :c], a[:, : c + k - 1], text, k)
+        z_r, s_r, pix_r, _ = model._rollout(x[:, :c], z, vit, s[:, :c], a[:, : c + k - 1], text, k)
         # the same frames fed all at once through the block-causal forward: context, then the predictions
         z_all, s_all = torch.cat([z, z_r[:, :-1]], 1), torch.cat([s[:, :c], s_r[:, :-1]], 1)
         vit_all = torch.cat([vit, model.features(pix_r[:, :-1].clamp(0, 1))], 1)
