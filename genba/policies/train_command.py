@@ -126,10 +126,11 @@ def build(cfg: TrainPolicyConfig) -> dict:
     if cfg.init:
         model_fields["backbone"], init_weights = backbone_from(cfg.init)
     horizon = model_fields.get("horizon", 16)
+    extra = [keys.OBS_ENV_STATE] if model_fields.get("w_env_state") else []
 
     def dataset(episodes: list[int] | None, progress: bool = False) -> ClipDataset:
         clip = ClipConfig(data=cfg.data, cameras=list(cfg.cameras), obs_frames=1, action_horizon=horizon,
-                          state_key=cfg.state_key, action_key=cfg.action_key)  # fmt: skip
+                          state_key=cfg.state_key, action_key=cfg.action_key, extra_keys=extra)  # fmt: skip
         ds = ClipDataset(clip, episodes=episodes, progress=progress)
         if not ds.cameras:
             raise GenbaError(f"{ds.root} has no camera (no video feature): the VLA reads images")
@@ -157,6 +158,7 @@ def build(cfg: TrainPolicyConfig) -> dict:
         action_dim=int(feats[cfg.action_key]["shape"][0]),
         fps=float(full.fps),
         **({"head": cfg.head} if cfg.head else {}),
+        **({"env_state_dim": int(feats[keys.OBS_ENV_STATE]["shape"][0])} if extra else {}),
     )
     model_cfg = VLAConfig(**model_fields)
     torch.manual_seed(cfg.seed)  # the initial weights (the loop re-seeds for the data and the rest)

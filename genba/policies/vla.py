@@ -20,7 +20,11 @@ objective), one expert pass per chunk.
 
 Training adds a random shift of each camera image (DrQ's +-`shift_pixels` translation, Kostrikov et al. 2020), the
 usual remedy for image policies that overfit a few hundred demonstrations, and the backbone's SigLIP loss between
-frames and instructions (`w_contrastive`), the same co-training as the world model's.
+frames and instructions (`w_contrastive`), the same co-training as the world model's. With `w_env_state` > 0 it
+also regresses the dataset's privileged `observation.environment_state` (every object's pose, the named object in
+the first slot: genba's simulated data has it, a real arm's log does not) from the fused state token: an auxiliary
+loss that asks the prefix to find the named object and say where it is, which the action loss alone teaches
+slowly from a few hundred scenes. It only shapes training; acting reads cameras, instruction and joints as before.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from genba.worldmodel.backbone import BYTE_PAD, Backbone, BackboneConfig, same_t
 
 KIND = "vla"
 HEADS = ("flow", "l1")
+ENV_STATE_MIN_STD = 0.01  # m (and quaternion units): the finest spread of an environment-state feature normalized
 
 
 @dataclass
@@ -63,6 +68,9 @@ class VLAConfig:
     shift_pixels: int = 4  # random-shift augmentation at training time (pixels of the stored frame); 0 = off
     keypoints: int = 0  # K: instruction-conditioned spatial-softmax keypoints per camera as extra tokens; 0 = none
     w_contrastive: float = 0.1
+    w_env_state: float = 0.0  # auxiliary regression of the privileged environment state at training time; 0 = off
+    env_state_key: str = keys.OBS_ENV_STATE
+    env_state_dim: int = 0  # its size (set from the dataset when w_env_state > 0)
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
@@ -73,8 +81,10 @@ class VLAConfig:
             raise GenbaError(f"n_action_steps={self.n_action_steps} must be in [1, horizon={self.horizon}]")
         if self.width % self.heads:
             raise GenbaError(f"width={self.width} is not divisible by heads={self.heads}")
-        if self.flow_steps < 1 or self.shift_pixels < 0 or self.w_contrastive < 0 or self.keypoints < 0:
-            raise GenbaError("flow_steps must be >= 1, shift_pixels, w_contrastive and keypoints >= 0")
+        if self.flow_steps < 1 or min(self.shift_pixels, self.w_contrastive, self.keypoints, self.w_env_state) < 0:
+            raise GenbaError("flow_steps must be >= 1, shift_pixels, w_contrastive, w_env_state and keypoints >= 0")
+        if self.w_env_state and self.env_state_dim < 1:
+            raise GenbaError(f"w_env_state={self.w_env_state} needs the size of {self.env_state_key} (env_state_dim)")
 
 
 def _layer(width: int, heads: int, decoder: bool = False) -> nn.Module:
@@ -159,7 +169,19 @@ class VLA(Normalized):
         self.expert = nn.TransformerDecoder(_layer(width, cfg.heads, decoder=True), cfg.expert_depth)
         self.out_norm = nn.LayerNorm(width)
         self.action_out = nn.Linear(width, cfg.action_dim)
+        if cfg.w_env_state:
+            self.env_state_out = nn.Linear(width, cfg.env_state_dim)
         self._scheduler = None
+
+    def normalized_features(self) -> list[tuple[str, str, int]]:
+        cfg = self.config
+        extra = [("env_state", cfg.env_state_key, cfg.env_state_dim)] if cfg.w_env_state else []
+        return super().normalized_features() + extra
+
+    def set_stats(self, stats: dict[str, dict]) -> None:
+        super().set_stats(stats)
+        if self.config.w_env_state:  # an object's resting height or pose barely moves: its noise is not a target
+            self.env_state_std.clamp_(min=ENV_STATE_MIN_STD)
 
     # ---- prefix: cameras, instruction, state ----
 
@@ -208,7 +230,8 @@ class VLA(Normalized):
     # ---- training ----
 
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-        """batch: `observation.images.<cam>` (B, 1, 3, H, W) uint8, state (B, 1, S), action (B, H, A), task."""
+        """batch: `observation.images.<cam>` (B, 1, 3, H, W) uint8, state (B, 1, S), action (B, H, A), task (B,);
+        with w_env_state, the environment state (B, 1, E)."""
         cfg = self.config
         images = {c: batch[keys.image_key(c)][:, -1] for c in cfg.cameras}  # (B, 3, H, W)
         if self.training and cfg.shift_pixels:
@@ -231,6 +254,11 @@ class VLA(Normalized):
             con = self.backbone.contrastive_loss(emb["image"], emb["text"], same_text(tasks).to(target.device))
             total = total + cfg.w_contrastive * con
             metrics["contrastive"] = float(con.detach())
+        if cfg.w_env_state:
+            env = self.norm(batch[cfg.env_state_key][:, -1], "env_state")  # (B, E)
+            aux = F.mse_loss(self.env_state_out(memory[:, -1]), env)  # from the fused state token
+            total = total + cfg.w_env_state * aux
+            metrics["env_state"] = float(aux.detach())
         return total, metrics
 
     # ---- inference ----

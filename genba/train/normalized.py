@@ -25,14 +25,18 @@ class Normalized(nn.Module):
     def __init__(self, config: Any) -> None:
         super().__init__()
         self.config = config
-        for name, dim in (("state", config.state_dim), ("action", config.action_dim)):
+        for name, _, dim in self.normalized_features():
             self.register_buffer(f"{name}_mean", torch.zeros(dim))
             self.register_buffer(f"{name}_std", torch.ones(dim))
 
-    def set_stats(self, stats: dict[str, dict]) -> None:
-        """Mean/std of the state and action features (genba.datasets.stats layout) into the model's buffers."""
+    def normalized_features(self) -> list[tuple[str, str, int]]:
+        """(name, dataset key, size) of every feature the model normalizes; a model that reads more extends it."""
         cfg = self.config
-        for name, key, dim in (("state", cfg.state_key, cfg.state_dim), ("action", cfg.action_key, cfg.action_dim)):
+        return [("state", cfg.state_key, cfg.state_dim), ("action", cfg.action_key, cfg.action_dim)]
+
+    def set_stats(self, stats: dict[str, dict]) -> None:
+        """Mean/std of the normalized features (genba.datasets.stats layout) into the model's buffers."""
+        for name, key, dim in self.normalized_features():
             if key not in stats:
                 raise GenbaError(f"no statistics for {key!r} (have: {', '.join(stats)})")
             mean, std = torch.tensor(stats[key]["mean"]), torch.tensor(stats[key]["std"])
@@ -42,7 +46,7 @@ class Normalized(nn.Module):
             getattr(self, f"{name}_std").copy_(std.clamp(min=MIN_STD))
 
     def norm(self, x: torch.Tensor, name: str) -> torch.Tensor:
-        """Raw (..., D) -> normalized; `name` is "state" or "action"."""
+        """Raw (..., D) -> normalized; `name` is one of `normalized_features` ("state", "action", ...)."""
         return (x.float() - getattr(self, f"{name}_mean")) / getattr(self, f"{name}_std")
 
     def unnorm(self, x: torch.Tensor, name: str) -> torch.Tensor:

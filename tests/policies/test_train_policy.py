@@ -145,6 +145,28 @@ def test_a_preset_of_your_own_is_a_yaml_file(tiny_vla_run, tmp_path):
         TrainPolicyConfig(data="x", preset=str(tmp_path / "missing.yaml"))
 
 
+def test_the_environment_state_loss_reads_the_dataset_and_saves_its_stats(tiny_vla_run, tmp_path):
+    from genba.policies.train_command import PRESET_DIR
+
+    own = tmp_path / "aux.yaml"
+    own.write_text((PRESET_DIR / "tiny.yaml").read_text().replace("w_contrastive: 0.1", "w_env_state: 1.0"))
+    cfg = TrainPolicyConfig(data=str(tiny_vla_run["data"]), out=str(tmp_path / "run"), preset=str(own), steps=2,
+                            batch_size=4, progress=False)  # fmt: skip
+    summary = run_train_policy(cfg)
+    assert np.isfinite(summary["final_loss"])
+    policy = VLAPolicy(str(tmp_path / "run"))
+    dim = policy.model.config.env_state_dim
+    assert (
+        dim
+        == json.loads((tiny_vla_run["data"] / "meta" / "info.json").read_text())["features"][keys.OBS_ENV_STATE][
+            "shape"
+        ][0]
+    )
+    stats = json.loads((tmp_path / "run" / "last" / STATS).read_text())
+    assert policy.model.env_state_mean.tolist() == pytest.approx(stats[keys.OBS_ENV_STATE]["mean"])
+    assert keys.OBS_ENV_STATE not in policy.input_spec.features  # training only: acting never reads it
+
+
 def test_the_policy_acts_with_the_ema_weights_when_the_run_kept_them(tiny_vla_run):
     run = str(tiny_vla_run["run"])
     ema, raw = VLAPolicy(run), VLAPolicy(run, ema="no")

@@ -43,6 +43,26 @@ def test_loss_is_finite_and_reaches_every_part(head, keypoints):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters()), part
 
 
+def test_the_environment_state_loss_trains_a_head_on_the_fused_prefix():
+    torch.manual_seed(0)
+    model = VLA(small_config(w_contrastive=0.0, w_env_state=1.0, env_state_dim=5))
+    model.set_stats({keys.OBS_STATE: {"mean": [0.0] * 3, "std": [1.0] * 3},
+                     keys.ACTION: {"mean": [0.0] * 2, "std": [1.0] * 2},
+                     keys.OBS_ENV_STATE: {"mean": [0.0] * 5, "std": [1.0, 1e-6, 2.0, 0.0, 1.0]}})  # fmt: skip
+    assert model.env_state_std.tolist() == pytest.approx(
+        [1.0, 0.01, 2.0, 0.01, 1.0]
+    )  # a resting feature is not blown up
+    b = batch(["reach for the red cube"] * 2, torch.randn(2, 4, 2))
+    b[keys.OBS_ENV_STATE] = torch.randn(2, 1, 5)
+    loss, metrics = model.loss(b)
+    assert set(metrics) == {"action", "env_state"} and loss > metrics["action"]
+    loss.backward()
+    assert model.env_state_out.weight.grad.abs().sum() > 0
+    assert any(p.grad.abs().sum() > 0 for p in model.backbone.vision.parameters())
+    without = VLA(small_config(w_contrastive=0.0))
+    assert "env_state_mean" not in without.state_dict() and not hasattr(without, "env_state_out")
+
+
 def test_sample_is_in_raw_units_and_follows_the_generator():
     torch.manual_seed(0)
     model = VLA(small_config()).eval()
@@ -121,6 +141,8 @@ def test_bad_configs_are_one_line():
         small_config(n_action_steps=5)
     with pytest.raises(GenbaError, match="at least one camera"):
         small_config(cameras=[])
+    with pytest.raises(GenbaError, match="env_state_dim"):
+        small_config(w_env_state=1.0)
     model = VLA(small_config())
     b = batch(["x"], torch.zeros(1, 4, 2))
     with pytest.raises(GenbaError, match="missing"):
