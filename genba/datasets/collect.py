@@ -22,6 +22,10 @@ root=out)` loads it; repo_id = genba.datasets.writer.repo_id_for(out)):
 - `meta/genba/episodes.jsonl`: per episode `seed`, `attempt`, `success`, `length`, `task`, `spec` (the
   env's `episode_spec()`, enough for `genba.sim.replay.Replayer` to rebuild the scene), `physics` (sampled physical
   parameters), `truncation_reason`, `noise`. Read with `genba.datasets.commit.read_episode_meta(root, i)`.
+- `meta/genba/audio/episode_<index>.flac` (audio=true): the instruction spoken in its language by one of `voices`
+  (chosen by the seed among those speaking it), with optional synthesized factory noise at `audio_snr` dB; 16 kHz
+  mono, listed in the episode's record as `audio` (path, voice, lang, sample_rate, seconds, noise, snr_db). lerobot
+  ignores meta/genba, so the dataset loads as before; `genba.datasets.commit.read_episode_audio(root, i)` reads it.
 - `meta/genba/commit.json`: genba's commit record; `meta/genba/pending/` holds the write-ahead log of episodes
   not yet finalized into lerobot's files (empty after a run that ends normally or by Ctrl-C; after a SIGKILL the
   next run replays it).
@@ -71,7 +75,8 @@ SLOT_FIELDS = ("x", "y", "z", "qw", "qx", "qy", "qz")
 IDENTITY_FIELDS = ("task", "image_size", "cameras", "depth", "lang", "seed", "noise", "keep_failed")
 # Content options added later: part of the identity only when not at their default, so that datasets written before
 # they existed still resume.
-LATER_IDENTITY_FIELDS = {"multisampling": True, "vcodec": "av1"}
+LATER_IDENTITY_FIELDS = {"multisampling": True, "vcodec": "av1", "audio": False, "voices": [], "audio_noise": "none",
+                         "audio_snr": 20.0}  # fmt: skip
 VCODECS = {"av1": "libsvtav1", "h264": "h264", "hevc": "hevc"}  # genba's name -> lerobot's (FFmpeg's) encoder
 AV1_PRESETS = tuple(str(p) for p in range(14))  # SVT-AV1: 0 slowest .. 13 fastest (lerobot's default 12)
 X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
@@ -116,6 +121,17 @@ class CollectConfig:
         metadata={"help": "encoder speed preset ('' = lerobot's: 12 for av1; ultrafast..veryslow for h264/hevc)"},
     )
 
+    audio: bool = field(
+        default=False, metadata={"help": "speak each episode's instruction (meta/genba/audio/*.flac, genba.speech)"}
+    )
+    voices: list[str] = field(
+        default_factory=list,
+        metadata={"help": "audio=true: voices engine:name[:speed[:pitch]], chosen per episode by seed among those "
+                  "speaking its language; [] = espeak:en-us and openjtalk:mei"},
+    )  # fmt: skip
+    audio_noise: str = field(default="none", metadata={"help": "audio=true: none, fan, motor or factory noise"})
+    audio_snr: float = field(default=20.0, metadata={"help": "audio=true: speech-to-noise ratio in dB"})
+
     def __post_init__(self) -> None:
         if self.task not in TASK_NAMES:
             raise ValueError(f"unknown task {self.task!r} (valid: {', '.join(TASK_NAMES)})")
@@ -157,8 +173,32 @@ class CollectConfig:
             )
         if self.ray_address and self.executor != "ray":
             raise ValueError(f"ray_address={self.ray_address!r} needs executor=ray")
+        self._check_audio()
         if not self.out:
             self.out = f"outputs/{self.task}"
+
+    def _check_audio(self) -> None:
+        from genba.speech.instruction import NO_NOISE, parse_voices
+        from genba.speech.noise import NOISE_KINDS
+
+        self.voices = list(self.voices)
+        if not self.audio:
+            if self.voices or self.audio_noise != NO_NOISE:
+                raise ValueError("voices= and audio_noise= need audio=true")
+            return
+        if self.executor == "ray":  # the merge (distributed.py) does not carry meta/genba/audio yet
+            raise ValueError("audio=true needs executor=local")
+        if self.audio_noise not in (NO_NOISE, *NOISE_KINDS):
+            raise ValueError(f"audio_noise={self.audio_noise!r} is not one of {NO_NOISE}, {', '.join(NOISE_KINDS)}")
+        if not isinstance(self.audio_snr, int | float) or not -30 <= self.audio_snr <= 60:
+            raise ValueError(f"audio_snr={self.audio_snr!r} must be a number in [-30, 60] dB")
+        parse_voices(self.voices, ("en", "ja") if self.lang == "mixed" else (self.lang,))  # fails before any work
+
+    def audio_job(self) -> dict | None:
+        """What simulate_episode needs to speak the instruction (plain data: it crosses to worker processes)."""
+        if not self.audio:
+            return None
+        return {"voices": list(self.voices), "noise": self.audio_noise, "snr": float(self.audio_snr)}
 
     def identity(self) -> dict[str, Any]:
         later = {k: getattr(self, k) for k, default in LATER_IDENTITY_FIELDS.items() if getattr(self, k) != default}
@@ -244,8 +284,8 @@ def run_collect(cfg: CollectConfig) -> dict:
 def _keep(cfg: CollectConfig, writer: Any, result: dict) -> int:
     """Write (and commit) the attempt's episode when the dataset keeps it, else count the attempt; frames kept."""
     if result["success"] or cfg.keep_failed:
-        frames = result.pop("frames")
-        writer.write_episode(frames, result[keys.TASK], result)
+        frames, flac = result.pop("frames"), result.pop("audio_flac", None)
+        writer.write_episode(frames, result[keys.TASK], result, audio=flac)
         return result["length"]
     writer.skip_attempt(success=False)
     return 0
@@ -323,7 +363,7 @@ def _simulate(cfg: CollectConfig, first: int, stop: Any, workers: int | None = N
     episode is simulated that cannot be kept (no wasted work when every attempt succeeds).
     """
     job = {"task": cfg.task, "env": cfg.env_overrides(), "noise": float(cfg.noise), "base_seed": cfg.seed,
-           "samples": None if cfg.multisampling else 0}  # fmt: skip
+           "samples": None if cfg.multisampling else 0, "audio": cfg.audio_job()}  # fmt: skip
     workers = workers or cfg.workers
     if workers == 1:
         attempt = first
@@ -404,7 +444,15 @@ def simulate_episode(job: dict) -> dict:
     with offscreen_samples(samples):  # the env makes its renderer at its first reset, inside the rollout
         episode = rollout(env, expert, seed, record=True)
     spec = env.unwrapped.episode_spec()
-    return {
+    speech = {}
+    if job.get("audio"):  # synthesized here, in the worker: TTS is the slow part, the writer takes bytes
+        from genba.speech.instruction import parse_voices, speak_instruction
+
+        audio = job["audio"]
+        voices = parse_voices(audio["voices"], (spec["lang"],))
+        flac, meta = speak_instruction(episode.task, spec["lang"], voices, seed, audio["noise"], audio["snr"])
+        speech = {"audio_flac": flac, "audio": meta}
+    return speech | {
         "frames": episode.frames,  # every array the arm observed (the dataset's features) and the actions
         "task": episode.task,
         "seed": seed,

@@ -15,6 +15,10 @@ Everything lives under `<root>/meta/genba/`, which lerobot ignores (it only glob
   the scene with `genba.sim.replay.Replayer`), `physics` (the sampled physical parameters), `truncation_reason`,
   `noise`. Only its first `episodes` lines (per commit.json) count: a kill between appending a line and committing
   leaves an extra line that the next run (and every reader here) ignores.
+- `audio/episode_<index>.flac` (collect audio=true): the episode's spoken instruction, mono 16-bit FLAC, listed in
+  its episodes.jsonl record as `audio` (`path` relative to the dataset root, `voice`, `lang`, `sample_rate`,
+  `seconds`, `noise`, `snr_db`). Written atomically before the record that lists it, so a committed episode's file
+  is whole; files of episodes past the commit (a kill between the two) are deleted at the next open.
 - `lock`: held (flock) by the one process writing the folder.
 
 An episode is written to the log first (pending frames, then its metadata line) and counts once `commit.json` says
@@ -45,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from genba.errors import GenbaError
-from genba.io import atomic_write, dumps, one_line
+from genba.io import atomic_write, dumps, one_line, remove_stale_tmp
 
 GENBA_META_DIR = "meta/genba"
 LEROBOT_INFO = "meta/info.json"
@@ -54,6 +58,7 @@ COMMIT_FILE = f"{GENBA_META_DIR}/commit.json"
 EPISODES_FILE = f"{GENBA_META_DIR}/episodes.jsonl"
 PENDING_DIR = f"{GENBA_META_DIR}/pending"
 LOCK_FILE = f"{GENBA_META_DIR}/lock"
+AUDIO_DIR = f"{GENBA_META_DIR}/audio"
 COMMIT_VERSION = 1
 _TASK_KEY = "__task__"  # the instruction, stored beside the frames in a pending file
 
@@ -147,6 +152,46 @@ def keep_pending(root: Path, logged: Iterable[int]) -> None:
 def clear_pending(root: Path) -> None:
     """After a checkpoint: every logged episode is in lerobot's files now."""
     shutil.rmtree(root / PENDING_DIR, ignore_errors=True)
+
+
+# --- episode audio (the spoken instruction) ---
+
+
+def audio_file(index: int) -> str:
+    """Where episode `index`'s audio lives, relative to the dataset root."""
+    return f"{AUDIO_DIR}/episode_{index:06d}.flac"
+
+
+def write_episode_audio(root: Path, index: int, flac: bytes) -> str:
+    """The episode's FLAC bytes, durable before its metadata line; returns the path relative to `root`."""
+    atomic_write(root / audio_file(index), flac)
+    return audio_file(index)
+
+
+def truncate_episode_audio(root: Path, num_episodes: int) -> None:
+    """Delete audio of episodes not committed (a kill after the file, before the commit) and killed atomic writes."""
+    folder = root / AUDIO_DIR
+    if not folder.is_dir():
+        return
+    remove_stale_tmp(folder)
+    for path in folder.glob("episode_*.flac"):
+        if int(path.stem.removeprefix("episode_")) >= num_episodes:
+            path.unlink()
+
+
+def read_episode_audio(root: str | Path, episode_index: int) -> tuple[np.ndarray, int] | None:
+    """(float32 (T,) waveform, sample rate) of the episode's spoken instruction; None when it has none (or the
+    dataset is not genba's, or was edited by another tool since: see read_all_episode_meta)."""
+    record = read_episode_meta(root, episode_index)
+    if not record or not record.get("audio"):
+        return None
+    from genba.speech.audio_io import read_flac
+
+    path = Path(root) / record["audio"]["path"]
+    try:
+        return read_flac(path)
+    except Exception as e:  # soundfile's errors have no common base: a missing or foreign file
+        raise GenbaError(f"episode {episode_index}'s audio {path} is unreadable ({one_line(e)})") from None
 
 
 # --- genba's per-episode metadata ---

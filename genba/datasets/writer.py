@@ -56,8 +56,10 @@ from genba.datasets.commit import (
     new_commit,
     read_commit,
     read_pending,
+    truncate_episode_audio,
     truncate_episode_meta,
     write_commit,
+    write_episode_audio,
     write_pending,
 )
 from genba.errors import GenbaError
@@ -103,11 +105,13 @@ class EpisodeWriter:
     def successes(self) -> int:
         return self.commit["successes"]
 
-    def write_episode(self, frames: dict[str, np.ndarray], task: str, record: dict) -> int:
+    def write_episode(self, frames: dict[str, np.ndarray], task: str, record: dict, audio: bytes | None = None) -> int:
         """Append one episode and commit it; returns its episode_index.
 
         frames: feature name -> (T, *shape) array, one row per frame (every feature of the dataset except lerobot's
-        automatic ones). task: the instruction. record: genba metadata for episodes.jsonl.
+        automatic ones). task: the instruction. record: genba metadata for episodes.jsonl. audio: the spoken
+        instruction as FLAC bytes, stored beside genba's metadata (lerobot never sees it) and listed in the record's
+        `audio` dict (its `path` added here).
         """
         length = len(next(iter(frames.values())))
         if length == 0 or any(len(v) != length for v in frames.values()):
@@ -118,6 +122,10 @@ class EpisodeWriter:
             _kill_point("save_episode", index)
             write_pending(self.root, index, frames, task)
             _kill_point("log", index)
+            if audio is not None:
+                record = {**record, "audio": {**record.get("audio", {}), "path": write_episode_audio(
+                    self.root, index, audio)}}  # fmt: skip
+                _kill_point("audio", index)
             append_episode_meta(
                 self.root, {"episode_index": index, **record} | {"episode_index": index, "length": length}
             )
@@ -234,6 +242,7 @@ def recover(root: Path, commit: dict, video: dict | None = None) -> None:
     """Bring the folder to `commit`, every committed episode in lerobot's files (a no-op on a clean folder)."""
     checkpoint = commit["checkpoint"]
     truncate_episode_meta(root, commit["episodes"])
+    truncate_episode_audio(root, commit["episodes"])
     _restore(root, checkpoint["snapshot"])
     for family, files in _families(root).items():
         committed = checkpoint["last_files"].get(family)

@@ -40,6 +40,8 @@ class Episode:
     success: np.ndarray | None = None  # (F,) float32 in {0, 1}, when the recorder logged it per frame
     reward: np.ndarray | None = None  # (F,) float32
     meta: dict[str, Any] | None = None  # genba's per-episode metadata (spec, physics, success, seed), if any
+    audio: np.ndarray | None = None  # (T,) float32 the spoken instruction (collect audio=true), at audio_rate Hz
+    audio_rate: int = 0
     source: str = ""  # where it came from, for the summary and the episode panel
     index: int = 0  # episode index in its dataset
 
@@ -157,7 +159,20 @@ def _episode_from_frames(
             ep.reward = stack(key).astype(np.float32).reshape(len(frames), -1)[:, 0]
             break
     ep.meta = _genba_meta(root, episode, ep)
+    if ep.meta and ep.meta.get("audio"):
+        _read_audio(root, ep)
     return ep
+
+
+def _read_audio(root: Path, ep: Episode) -> None:
+    """The episode's spoken instruction; an unreadable file costs the audio (with a warning), not the episode."""
+    from genba.speech.audio_io import read_flac
+
+    path = root / ep.meta["audio"]["path"]
+    try:
+        ep.audio, ep.audio_rate = read_flac(path)
+    except Exception as e:  # soundfile's errors have no common base: a missing or foreign file
+        _warn(f"ignoring the episode's audio {path}: {one_line(e)}")
 
 
 def camera_name(key: str) -> str:

@@ -1,8 +1,9 @@
 """`genba viz`: one episode of any LeRobotDataset v3 in Rerun, as a .rrd file or in the live viewer.
 
-Every camera stream, state and action per joint (named from the dataset's feature `names`), the instruction and
-the outcome, on the timelines `frame_index` and `time`. For genba's own sim episodes (those with genba metadata)
-also the arm and objects in 3D and, when depth was recorded, coloured point clouds. Entity layout: genba.viz.log.
+Every camera stream, state and action per joint (named from the dataset's feature `names`), the instruction (and,
+when `genba collect audio=true` spoke it, its audio, played by Rerun's audio view) and the outcome, on the timelines
+`frame_index` and `time`. For genba's own sim episodes (those with genba metadata) also the arm and objects in 3D
+and, when depth was recorded, coloured point clouds. Entity layout: genba.viz.log.
 
 Images are logged JPEG-compressed by default: a 128x128 frame is ~5 KB instead of 48 KB raw, every frame stays
 independently decodable (scrubbing, and readers of the .rrd, need no video decoder), and the frames were already
@@ -176,6 +177,7 @@ def write_recording(ep: Episode, out: Path | None, cfg: VizConfig | None = None)
         "scene_bodies": scene["bodies"],
         "scene_moving_bodies": scene["moving"],
         "points": points,
+        "audio_seconds": round(len(ep.audio) / ep.audio_rate, 3) if ep.audio is not None else None,
         "bytes": out.stat().st_size if out is not None else None,
     }
 

@@ -9,6 +9,8 @@ Entity layout (what readers of the .rrd and the blueprint rely on):
                             from genba's episode metadata
   instruction               rr.TextDocument, logged at the frames where the task string changes
   episode                   rr.TextDocument (static): source, instruction, outcome, genba's physics parameters
+  audio                     rr.AssetAudio (WAV) of the spoken instruction at time 0, played by the viewer's audio
+                            view (collect audio=true); audio/envelope: its peak per 10 ms as rr.Scalars on `time`
   world/...                 the 3D scene (genba.viz.scene) and point clouds (genba.viz.pointcloud)
 Timelines: `frame_index` (sequence) and `time` (seconds since the episode start).
 """
@@ -30,6 +32,8 @@ FRAME_TIMELINE = "frame_index"
 TIME_TIMELINE = "time"
 CAMERAS, DEPTH, STATE, ACTION = "cameras", "depth", "state", "action"
 SUCCESS, REWARD, INSTRUCTION, EPISODE, WORLD = "success", "reward", "instruction", "episode", "world"
+AUDIO, ENVELOPE = "audio", "audio/envelope"
+ENVELOPE_S = 0.01  # one envelope point per 10 ms of audio
 KEYFRAME_SECONDS = 2.0  # H.264 keyframe interval: scrubbing decodes at most this much video
 
 
@@ -66,6 +70,8 @@ def log_episode(
     """
     _log_scalars(rec, ep)
     _log_text(rec, ep)
+    if ep.audio is not None:
+        log_audio(rec, ep.audio, ep.audio_rate)
     if images == "h264":
         for camera, frames in ep.images.items():
             log_h264(rec, entity(CAMERAS, camera), frames, ep, crf=crf)
@@ -150,6 +156,34 @@ def log_h264(rec: rr.RecordingStream, path: str, frames: np.ndarray, ep: Episode
     return logged
 
 
+def log_audio(rec: rr.RecordingStream, wave: np.ndarray, sample_rate: int) -> None:
+    """wave (T,) float32 as a WAV asset starting at time 0 (Rerun plays an AssetAudio from the time it is logged
+    at), and its envelope as a plot, so that it is seen beside the cameras as well as heard."""
+    import io
+    import wave as wavfile
+
+    import rerun as rr
+
+    pcm = (np.clip(wave, -1, 1) * 32767).astype(np.int16)
+    buffer = io.BytesIO()
+    with wavfile.open(buffer, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(int(sample_rate))
+        w.writeframes(pcm.tobytes())
+    rec.set_time(FRAME_TIMELINE, sequence=0)
+    rec.set_time(TIME_TIMELINE, duration=0.0)
+    rec.log(AUDIO, rr.AssetAudio(contents=buffer.getvalue(), media_type="audio/wav"))
+    rec.reset_time()
+    step = max(1, round(ENVELOPE_S * sample_rate))
+    n = len(wave) // step
+    if n:
+        peaks = np.abs(wave[: n * step]).reshape(n, step).max(axis=1).astype(np.float64)  # (n,)
+        rec.log(ENVELOPE, rr.SeriesLines(names="speech"), static=True)
+        times = [rr.TimeColumn(TIME_TIMELINE, duration=np.arange(n) * step / sample_rate)]
+        rec.send_columns(ENVELOPE, indexes=times, columns=rr.Scalars.columns(scalars=peaks))
+
+
 def _log_scalars(rec: rr.RecordingStream, ep: Episode) -> None:
     import rerun as rr
 
@@ -203,6 +237,12 @@ def episode_markdown(ep: Episode) -> str:
             value = spec.get(key, ep.meta.get(key))
             if value is not None:
                 lines.append(f"- {key}: {value}")
+        audio = ep.meta.get("audio")
+        if audio:
+            noise = (
+                f", {audio.get('noise')} noise at {audio.get('snr_db')} dB" if audio.get("snr_db") is not None else ""
+            )
+            lines.append(f"- spoken by: `{audio.get('voice')}` ({audio.get('seconds')} s{noise})")
         physics = ep.meta.get("physics") or spec.get("physics")
         if physics:
             lines += ["", "## physics", "```json", json.dumps(physics, indent=1, ensure_ascii=False), "```"]
@@ -230,9 +270,15 @@ def blueprint(ep: Episode, *, scene: bool) -> rrb.Blueprint:
         rrb.TextDocumentView(origin=INSTRUCTION, name="instruction"),
         rrb.TextDocumentView(origin=EPISODE, name="episode"),
     ]
+    shares = [1, 3]
+    if ep.audio is not None:
+        side += [rrb.AudioView(origin=AUDIO, contents=AUDIO, name="spoken instruction"),
+                 rrb.TimeSeriesView(origin=ENVELOPE, name="speech envelope")]  # fmt: skip
+        shares += [1, 1]
     outcome = [p for p, v in ((SUCCESS, ep.episode_success), (REWARD, ep.reward)) if v is not None]
     if outcome:
         side.append(rrb.TimeSeriesView(origin="/", contents=outcome, name="success / reward"))
+        shares.append(2)
     main: list = []
     if top:
         main.append(rrb.Horizontal(*top) if len(top) > 1 else top[0])
@@ -240,7 +286,7 @@ def blueprint(ep: Episode, *, scene: bool) -> rrb.Blueprint:
         main.append(rrb.Grid(*plots))
     layout = rrb.Horizontal(
         rrb.Vertical(*main) if main else rrb.TextDocumentView(origin=EPISODE),
-        rrb.Vertical(*side, row_shares=[1, 3, 2][: len(side)]),
+        rrb.Vertical(*side, row_shares=shares),
         column_shares=[3, 1],
     )
     return rrb.Blueprint(layout, rrb.TimePanel(timeline=FRAME_TIMELINE), collapse_panels=False)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import collect_reach
 
 from genba import keys
 from genba.cli import main
@@ -16,10 +17,7 @@ from genba.viz.readback import read_rrd
 
 @pytest.fixture(scope="module")
 def collected(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("genba") / "reach"
-    argv = ["collect", "task=reach", "episodes=1", "image_size=32", "cameras=[front]", "depth=true", "lang=ja"]
-    assert main([*argv, f"out={root}"]) == 0
-    return root
+    return collect_reach(tmp_path_factory.mktemp("genba") / "reach", "depth=true", "lang=ja")
 
 
 def test_genba_dataset_with_depth(collected: Path, tmp_path: Path) -> None:
