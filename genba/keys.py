@@ -25,6 +25,7 @@ ACTION = "action"
 TASK = "task"  # the instruction string
 OBS_AUDIO = "observation.audio"  # (T,) float32 mono waveform of the spoken instruction, at AUDIO_SAMPLE_RATE
 AUDIO_SAMPLE_RATE = 16000  # Hz: genba's speech (genba.speech), stored episode audio and the server's default
+OBS_AUDIO_RATE = "observation.audio_sample_rate"  # int Hz, sent beside OBS_AUDIO to a policy server
 ACTIONS = "actions"  # policy output: (H, A) action chunk
 PAD_SUFFIX = "_is_pad"  # f"{key}{PAD_SUFFIX}": (T,) bool, True where a clip window crossed an episode boundary
 FUTURE = "future"  # prefix of the world model's targets in a clip: f"{FUTURE}.images.<cam>", FUTURE_STATE

@@ -5,6 +5,11 @@
 
 `InputSpec.validate(obs)` is the one check every observation passes before a policy sees it (over the network or
 in simulation): unknown and missing keys, shapes, dtypes, non-finite floats, overlong text.
+
+Spoken instructions: `audio_feature()` declares `observation.audio`, a float32 waveform (T,) of any length (shape
+(-1,)) at the feature's `sample_rate`. A client sends it with its rate under `observation.audio_sample_rate` (an
+int): a waveform that is empty, longer than MAX_AUDIO_SECONDS, at another rate or with NaNs is a SpecError. Features
+that share a `one_of` group are each optional but at least one must come: `task`, `observation.audio` or both.
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ import numpy as np
 from genba import keys
 
 MAX_TEXT_CHARS = 2000
+MAX_AUDIO_SECONDS = 30.0
+ANY = -1  # a dimension of any (non-zero) length
+INSTRUCTION = "instruction"  # the one_of group of the instruction features (task, observation.audio)
 _FLOAT_KIND = "f"
 
 
@@ -29,18 +37,28 @@ class Feature:
     """One observation entry: `dtype` is a numpy dtype name or "str"; `shape` () for text."""
 
     dtype: str
-    shape: tuple[int, ...] = ()
+    shape: tuple[int, ...] = ()  # ANY (-1) for a dimension of any length
     required: bool = True
     description: str = ""
+    sample_rate: int = 0  # Hz, for an audio waveform; 0 otherwise
+    one_of: str = ""  # a group of optional features of which at least one must be sent
 
     def to_json(self) -> dict:
         out = {"dtype": self.dtype, "shape": list(self.shape), "required": self.required}
-        return out | ({"description": self.description} if self.description else {})
+        extra = {"description": self.description, "sample_rate": self.sample_rate, "one_of": self.one_of}
+        return out | {k: v for k, v in extra.items() if v}
 
     @classmethod
     def from_json(cls, d: dict) -> Feature:
         return cls(str(d["dtype"]), tuple(int(n) for n in d.get("shape", ())), bool(d.get("required", True)),
-                   str(d.get("description", "")))  # fmt: skip
+                   str(d.get("description", "")), int(d.get("sample_rate", 0)), str(d.get("one_of", "")))  # fmt: skip
+
+
+def audio_feature(sample_rate: int = keys.AUDIO_SAMPLE_RATE, one_of: str = INSTRUCTION) -> Feature:
+    """`observation.audio`: the spoken instruction, float32 (T,) mono at `sample_rate`, beside or instead of `task`
+    (give `task` the same one_of group)."""
+    return Feature("float32", (ANY,), required=False, description=f"spoken instruction, mono {sample_rate} Hz",
+                   sample_rate=sample_rate, one_of=one_of)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -77,6 +95,7 @@ class InputSpec:
         reset = obs.pop(keys.RESET, False)
         if not isinstance(reset, bool | np.bool_):
             raise SpecError(f"{keys.RESET!r} must be a bool, got {type(reset).__name__}")
+        rate = obs.pop(keys.OBS_AUDIO_RATE, None) if any(f.sample_rate for f in self.features.values()) else None
         unknown = [k for k in obs if k not in self.features]
         if unknown:
             raise SpecError(f"unknown key {str(unknown[0])[:60]!r} (expected: {', '.join(self.features)})")
@@ -87,9 +106,27 @@ class InputSpec:
                     raise SpecError(f"missing key {name!r} (expected {self._expect(feat)})")
                 continue
             out[name] = self._check(name, feat, obs[name])
+            if feat.sample_rate:
+                self._check_rate(name, feat, rate)
+        groups = {f.one_of for f in self.features.values() if f.one_of}
+        for group in sorted(groups):
+            members = [k for k, f in self.features.items() if f.one_of == group]
+            if not any(k in out for k in members):
+                raise SpecError(f"missing the {group}: send {' or '.join(repr(k) for k in members)} (or both)")
         if reset:
             out[keys.RESET] = True
         return out
+
+    @staticmethod
+    def _check_rate(name: str, feat: Feature, rate: Any) -> None:
+        if rate is None:
+            raise SpecError(f"{name!r} needs its sample rate in Hz as {keys.OBS_AUDIO_RATE!r} ({feat.sample_rate})")
+        if isinstance(rate, np.ndarray) and rate.ndim == 0:
+            rate = rate.item()
+        if isinstance(rate, bool) or not isinstance(rate, int | np.integer):
+            raise SpecError(f"{keys.OBS_AUDIO_RATE!r} must be an integer (Hz), got {type(rate).__name__}")
+        if int(rate) != feat.sample_rate:
+            raise SpecError(f"{name!r} is at {int(rate)} Hz; this policy takes {feat.sample_rate} Hz (resample first)")
 
     @staticmethod
     def _expect(feat: Feature) -> str:
@@ -104,8 +141,16 @@ class InputSpec:
             return value
         if not isinstance(value, np.ndarray):
             raise SpecError(f"{name!r} must be a {self._expect(feat)}, got {type(value).__name__}")
-        if tuple(value.shape) != feat.shape:
+        if value.ndim != len(feat.shape) or any(
+            d != n for d, n in zip(feat.shape, value.shape, strict=True) if d != ANY
+        ):
             raise SpecError(f"{name!r} has shape {list(value.shape)}, expected {list(feat.shape)}")
+        if ANY in feat.shape and value.size == 0:
+            raise SpecError(f"{name!r} is empty")
+        if feat.sample_rate and value.shape[0] > MAX_AUDIO_SECONDS * feat.sample_rate:
+            raise SpecError(
+                f"{name!r} is {value.shape[0] / feat.sample_rate:.1f} s long (at most {MAX_AUDIO_SECONDS} s)"
+            )
         want = np.dtype(feat.dtype)
         if value.dtype != want:
             # Any float width is accepted for a float feature (numpy builds float64 by default); ints are not.

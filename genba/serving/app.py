@@ -152,7 +152,8 @@ class PolicyServer:
             "max_message_bytes": self.max_message_bytes,
             "max_batch": self.max_batch,
             "per_connection": self.per_connection,
-            "instruction_keys": [keys.TASK, keys.PROMPT],
+            "instruction_keys": [keys.TASK, keys.PROMPT, *(k for k, f in self.spec.features.items() if f.sample_rate)],
+            "audio_rate_key": keys.OBS_AUDIO_RATE,
             "reset_key": keys.RESET,
         }
 

@@ -19,7 +19,11 @@ def make_obs(spec, rng):
     """A valid observation built only from the metadata's input spec, as any client could."""
     obs = {}
     for key, feat in spec.items():
-        if feat["dtype"] == "str":
+        if feat.get("sample_rate"):  # a spoken instruction: half a second of a 200 Hz hum, with its rate
+            rate = feat["sample_rate"]
+            obs[key] = (0.1 * np.sin(2 * np.pi * 200 * np.arange(rate // 2) / rate)).astype(np.float32)
+            obs["observation.audio_sample_rate"] = rate
+        elif feat["dtype"] == "str":
             obs[key] = "pick up the red cube"
         elif feat["dtype"] == "uint8":
             obs[key] = rng.integers(0, 256, size=feat["shape"], dtype=np.uint8)
@@ -66,6 +70,18 @@ def auth(cmd):
     return {"connected": True, "shape": list(out["actions"].shape)}
 
 
+def refusals(client, cases):
+    """name -> the server's error text for each observation (None where it was answered)."""
+    errors = {}
+    for name, obs in cases.items():
+        try:
+            client.infer(obs)
+            errors[name] = None
+        except RuntimeError as e:
+            errors[name] = str(e)
+    return errors
+
+
 def bad(cmd):
     """Invalid observations through the openpi client: each must raise RuntimeError with a short message, and the
     same connection must still serve a valid request afterwards."""
@@ -82,15 +98,51 @@ def bad(cmd):
         "unknown": {**good, "observation.secret": np.zeros(3, np.float32)},
         "not_array": {**good, state: "zeros"},
     }
-    errors = {}
-    for name, obs in cases.items():
-        try:
-            client.infer(obs)
-            errors[name] = None
-        except RuntimeError as e:
-            errors[name] = str(e)
+    errors = refusals(client, cases)
     out = client.infer(good)
     return {"errors": errors, "after": list(out["actions"].shape)}
+
+
+def audio(cmd):
+    """Spoken instructions through the openpi client: audio alone, with the text, text alone; then each bad waveform
+    must raise RuntimeError with one short line, and the connection must still serve afterwards."""
+    client = connect(cmd)
+    meta = client.get_server_metadata()
+    rate = meta["input_spec"]["observation.audio"]["sample_rate"]
+    good = make_obs(meta["input_spec"], np.random.default_rng(2))
+    speech = {k: good[k] for k in ("observation.audio", "observation.audio_sample_rate")}
+    text = {"task": "pick up the red cube"}
+    state = {"observation.state": good["observation.state"]}
+    answers = {}
+    for name, obs in {
+        "audio": {**state, **speech},
+        "both": {**state, **speech, **text},
+        "text": {**state, **text},
+    }.items():
+        answers[name] = client.infer(obs)["actions"][0].tolist()
+    wave = speech["observation.audio"]
+    cases = {
+        "empty": {**state, **speech, "observation.audio": np.zeros(0, np.float32)},
+        "wrong_rate": {**state, **speech, "observation.audio_sample_rate": 44100},
+        "nan": {
+            **state,
+            **speech,
+            "observation.audio": np.where(np.arange(wave.size) == 7, np.nan, wave).astype(np.float32),
+        },
+        "no_rate": {**state, "observation.audio": wave},
+        "two_channels": {**state, **speech, "observation.audio": np.stack([wave, wave])},
+        "neither": state,
+    }
+    errors = refusals(client, cases)
+    after = client.infer({**state, **speech})["actions"][0].tolist()
+    return {
+        "metadata": meta,
+        "rate": rate,
+        "answers": answers,
+        "errors": errors,
+        "after": after,
+        "seconds": wave.size / rate,
+    }
 
 
 def load(cmd):
@@ -133,4 +185,8 @@ def load(cmd):
 
 if __name__ == "__main__":
     command = json.loads(sys.argv[1])
-    print(json.dumps({"roundtrip": roundtrip, "auth": auth, "bad": bad, "load": load}[command["mode"]](command)))
+    print(
+        json.dumps(
+            {"roundtrip": roundtrip, "auth": auth, "bad": bad, "audio": audio, "load": load}[command["mode"]](command)
+        )
+    )
