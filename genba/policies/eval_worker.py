@@ -73,12 +73,19 @@ def _policy(run: dict) -> _Timed:
 
 
 def _env(run: dict) -> Any:
-    from genba.sim import make
-
+    """The run's env: MuJoCo's, or the world model's (genba.worldmodel.env) when the evaluation's backend says."""
+    setup = _STATE["setup"]
     key = repr(sorted(run["env"].items()))
     envs = _STATE["envs"]
     if key not in envs:
-        envs[key] = make(_STATE["setup"]["task"], **run["env"])
+        if setup.get("backend") == "worldmodel":
+            from genba.worldmodel import make_env
+
+            envs[key] = make_env(setup["task"], run=setup["worldmodel"], threads=setup["threads"], **run["env"])
+        else:
+            from genba.sim import make
+
+            envs[key] = make(setup["task"], **run["env"])
     return envs[key]
 
 
@@ -105,6 +112,8 @@ def run_job(job: tuple[int, int, int]) -> dict:
 
 
 def _run_episode(run: dict, r: int, index: int, seed: int) -> dict:
+    import time
+
     from genba.policies.rollout import rollout
 
     setup = _STATE["setup"]
@@ -112,10 +121,12 @@ def _run_episode(run: dict, r: int, index: int, seed: int) -> dict:
     record = r == 0 and index in setup["rrd_episodes"]
     _seed_everything(seed)
     policy.ms.clear()
+    started = time.perf_counter()
     episode = rollout(env, policy, seed, reset_options={"instruction": run["instruction"]},
                       n_action_steps=setup["n_action_steps"], blend=setup["blend"], record=record)  # fmt: skip
+    seconds = round(time.perf_counter() - started, 4)  # the reset included: what the backend costs per episode
     spec = env.unwrapped.episode_spec()
-    result = {**episode.summary(), "lang": spec["lang"], "latency_ms": list(policy.ms)}
+    result = {**episode.summary(), "lang": spec["lang"], "latency_ms": list(policy.ms), "episode_seconds": seconds}
     if run["instruction"] == "shuffled":
         result["original_instruction"] = spec["original_instruction"]
         result["instruction_names"] = spec["instruction_names"]

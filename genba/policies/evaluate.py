@@ -4,6 +4,7 @@
     genba eval task=reach policy=runs/vla-reach episodes=100 compare=lerobot:runs/act-reach   # paired, same seeds
     genba eval task=pick_place policy=runs/vla-pp episodes=100 grounding=true lang=mixed     # the grounding gap
     genba eval task=reach policy=my_lab.policies:Grasper episodes=100 workers=4 rrd=outputs/eval.rrd rrd_episodes=[0,3]
+    genba eval task=reach policy=runs/vla-reach episodes=100 env=worldmodel worldmodel=runs/wm-reach   # imagination
 
 Seeds: episode i uses seed `seed + i`, and the summary records the whole list (`seeds`). The default first seed,
 1,000,000, keeps evaluation away from `genba collect`'s training seeds (0 upwards).
@@ -22,6 +23,13 @@ policy (built by the same registry, `genba.policies.registry.policy_factory`) an
 torch generators are seeded from it), so the outcomes do not depend on the number of workers; a policy that keeps
 a generator of its own should reseed it in `reset()`. An error in an episode stops the evaluation with one line
 naming the seed.
+
+The backend: `env=mujoco` (the default) simulates; `env=worldmodel worldmodel=<run>` runs the same episodes in the
+world model's env (genba.worldmodel.env: each episode starts from the MuJoCo reset of its seed, every step after
+is imagined, and the run's success head ends it), through the same loop and workers, with the same report. A run
+without a success head, trained on another task, or unable to give what the policy reads is a one-line error before
+any episode. `backend`, `seconds` (the whole evaluation's wall clock) and `seconds_per_episode` (mean wall clock of
+an episode, reset included) are reported for both, so their costs compare.
 
 Summary: `success_rate`, `ci95` (Wilson's 95% score interval, [low, high]), `episodes`, `successes`, `seeds`,
 `mean_length` (steps per episode), `latency_ms_p50` / `latency_ms_p99` (wall time of each `infer` call that produced
@@ -63,6 +71,7 @@ __all__ = ["EVAL_SEED", "EvalConfig", "env_options", "run_eval", "wilson_interva
 EVAL_SEED = 1_000_000  # far above the seeds collect uses by default (0, 1, ...)
 INSTRUCTIONS = ("as_is", "shuffled")  # = genba.sim.scene.INSTRUCTION_MODES
 DEFAULT_WORKERS = 2
+BACKENDS = ("mujoco", "worldmodel")
 
 
 @dataclass
@@ -107,6 +116,8 @@ class EvalConfig:
     rrd_episodes: list[int] = field(
         default_factory=lambda: [0], metadata={"help": "indices (0-based) of the episodes to write to rrd="}
     )
+    env: str = field(default="mujoco", metadata={"help": "mujoco, or worldmodel: imagined episodes (worldmodel=)"})
+    worldmodel: str = field(default="", metadata={"help": "world-model run folder for env=worldmodel"})
     out: str = field(default="", metadata={"help": "summary JSON path (default outputs/eval-<time>.json)"})
 
     def __post_init__(self) -> None:
@@ -137,6 +148,10 @@ class EvalConfig:
             raise ValueError(f"instruction={self.instruction!r} is not one of {', '.join(INSTRUCTIONS)}")
         if self.grounding and self.instruction != "as_is":
             raise ValueError("grounding=true runs both as_is and shuffled itself: leave instruction=as_is")
+        if self.env not in BACKENDS:
+            raise ValueError(f"env={self.env!r} is not one of {', '.join(BACKENDS)}")
+        if (self.env == "worldmodel") != bool(self.worldmodel):
+            raise ValueError("env=worldmodel needs worldmodel=<run folder>, and worldmodel= needs env=worldmodel")
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
             raise ValueError(f"workers={self.workers!r} must be an integer >= 1 (or null)")
         if self.rrd and not self.rrd.endswith(".rrd"):
@@ -213,9 +228,12 @@ def resolve_env(policy: Any, cfg: EvalConfig) -> dict[str, Any]:
 
 
 def run_eval(cfg: EvalConfig) -> dict:
+    import time
+
     from genba.policies.contract import policy_name
     from genba.policies.registry import policy_factory
 
+    started = time.perf_counter()
     factory = {"task": cfg.task, "seed": cfg.seed, "image_size": cfg.image_size, "cameras": cfg.cameras}
     built = {cfg.policy: policy_factory(cfg.policy, **factory)()}  # fail on a bad name before any episode
     if cfg.compare and cfg.compare not in built:
@@ -227,6 +245,11 @@ def run_eval(cfg: EvalConfig) -> dict:
     runs = [(cfg.policy, cfg.instruction)]
     runs += [(cfg.compare, cfg.instruction)] if cfg.compare else []
     runs += [(cfg.policy, "shuffled")] if cfg.grounding else []
+    if cfg.env == "worldmodel":  # its one-line refusals (no success head, another task, ...) before any episode
+        from genba.worldmodel import make_env
+
+        for options in env.values():
+            make_env(cfg.task, run=cfg.worldmodel, **options).close()
     seeds = list(range(cfg.seed, cfg.seed + cfg.episodes))
     rrd = _check_rrd(cfg)
     scratch = tempfile.mkdtemp(prefix=".eval-rrd-", dir=rrd.parent) if rrd else ""
@@ -241,6 +264,8 @@ def run_eval(cfg: EvalConfig) -> dict:
         "rrd_episodes": cfg.rrd_episodes if rrd else [],
         "rrd_dir": scratch,
         "threads": max(1, (os.cpu_count() or 1) // cfg.n_workers),
+        "backend": cfg.env,
+        "worldmodel": cfg.worldmodel,
     }
     try:
         results = _run_all(cfg, setup, seeds, built)
@@ -250,7 +275,9 @@ def run_eval(cfg: EvalConfig) -> dict:
             import shutil
 
             shutil.rmtree(scratch, ignore_errors=True)
-    return _summary(cfg, setup, seeds, results, rrd_written)
+    summary = _summary(cfg, setup, seeds, results, rrd_written)
+    summary["seconds"] = round(time.perf_counter() - started, 3)
+    return summary
 
 
 def _run_all(cfg: EvalConfig, setup: dict, seeds: list[int], built: dict) -> list[list[dict]]:
@@ -371,8 +398,13 @@ def _summary(cfg: EvalConfig, setup: dict, seeds: list[int], results: list, rrd:
     summary["seeds"] = seeds
     summary["env"] = setup["runs"][0]["env"]
     summary["workers"] = cfg.n_workers
+    summary["backend"] = cfg.env
+    if cfg.env == "worldmodel":
+        summary["worldmodel"] = cfg.worldmodel
+    summary["seconds_per_episode"] = round(sum(e["episode_seconds"] for e in results[0]) / len(seeds), 4)
     outcomes = [[e["success"] for e in episodes] for episodes in results]
-    lines = [f"{main['policy']} on {cfg.task}: {_rate_line(main)}, seeds {seeds[0]}..{seeds[-1]}"]
+    where = f" in the world model {cfg.worldmodel}" if cfg.env == "worldmodel" else ""
+    lines = [f"{main['policy']} on {cfg.task}{where}: {_rate_line(main)}, seeds {seeds[0]}..{seeds[-1]}"]
     if cfg.compare:
         other = runs[1]
         paired = compare_paired(outcomes[0], outcomes[1])

@@ -1,0 +1,57 @@
+"""`genba eval env=worldmodel worldmodel=<run>`: the same seeds, scenes and report keys as in MuJoCo through the one
+episode loop, outcomes independent of the worker count, wall-clock seconds for both backends, bad input as one line."""
+
+import pytest
+
+from genba.policies.evaluate import EvalConfig, run_eval
+
+pytestmark = pytest.mark.xdist_group("worldmodel")
+
+
+def test_the_world_model_eval_reports_what_the_mujoco_one_does(reach_wm_run, capsys):
+    common = dict(task="reach", policy="scripted", episodes=2, workers=1, lang="mixed")
+    mujoco = run_eval(EvalConfig(**common))
+    dream = run_eval(EvalConfig(**common, env="worldmodel", worldmodel=str(reach_wm_run["run"])))
+    assert set(dream) == set(mujoco) | {"worldmodel"}
+    assert (mujoco["backend"], dream["backend"]) == ("mujoco", "worldmodel")
+    assert dream["seeds"] == mujoco["seeds"] == [1_000_000, 1_000_001]
+    assert [e["task"] for e in dream["per_episode"]] == [e["task"] for e in mujoco["per_episode"]]  # same scenes
+    assert set(dream["per_episode"][0]) == set(mujoco["per_episode"][0])
+    for summary in (mujoco, dream):
+        assert summary["seconds"] > summary["seconds_per_episode"] > 0
+        assert all(e["episode_seconds"] >= e["seconds"] > 0 for e in summary["per_episode"])
+    # an untrained head's verdicts: whatever they are, the episodes end by it or by the time limit
+    for e in dream["per_episode"]:
+        assert e["success"] or (e["steps"], e["truncation_reason"]) == (40, "time_limit")
+    assert f"in the world model {reach_wm_run['run']}" in capsys.readouterr().err
+
+
+def test_outcomes_do_not_depend_on_the_worker_count(reach_wm_run):
+    common = dict(task="reach", policy="scripted", episodes=2, env="worldmodel", worldmodel=str(reach_wm_run["run"]))
+    one, two = run_eval(EvalConfig(**common, workers=1)), run_eval(EvalConfig(**common, workers=2))
+    fields = ("seed", "success", "steps", "task", "truncation_reason")
+    assert [[e[k] for k in fields] for e in one["per_episode"]] == [[e[k] for k in fields] for e in two["per_episode"]]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("task=pick_place", "was trained on reach, not task=pick_place"),
+     ("worldmodel=", "env=worldmodel needs worldmodel=<run folder>, and worldmodel= needs env=worldmodel"),
+     ("env=dream", "env='dream' is not one of mujoco, worldmodel")],
+)  # fmt: skip
+def test_bad_input_is_one_line_before_any_episode(reach_wm_run, capsys, override, message):
+    from genba.cli import main
+
+    argv = ["eval", "task=reach", "policy=scripted", "episodes=1", "env=worldmodel",
+            f"worldmodel={reach_wm_run['run']}", override]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_a_run_without_a_success_head_is_refused_in_one_line(headless_wm_run, capsys):
+    from genba.cli import main
+
+    assert main(["eval", "task=reach", "policy=scripted", "env=worldmodel", f"worldmodel={headless_wm_run}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "has no success head, so it cannot end episodes" in err, err
