@@ -67,6 +67,7 @@ class VLAConfig:
     heads: int = 4
     shift_pixels: int = 4  # random-shift augmentation at training time (pixels of the stored frame); 0 = off
     keypoints: int = 0  # K: instruction-conditioned spatial-softmax keypoints per camera as extra tokens; 0 = none
+    patch_tokens: bool = True  # the backbone's patch tokens in the prefix; false: keypoints are all it sees
     w_contrastive: float = 0.1
     w_env_state: float = 0.0  # auxiliary regression of the privileged environment state at training time; 0 = off
     env_state_key: str = keys.OBS_ENV_STATE
@@ -83,6 +84,8 @@ class VLAConfig:
             raise GenbaError(f"width={self.width} is not divisible by heads={self.heads}")
         if self.flow_steps < 1 or min(self.shift_pixels, self.w_contrastive, self.keypoints, self.w_env_state) < 0:
             raise GenbaError("flow_steps must be >= 1, shift_pixels, w_contrastive, w_env_state and keypoints >= 0")
+        if not (self.patch_tokens or self.keypoints):
+            raise GenbaError("patch_tokens=false needs keypoints > 0: the VLA would see no image")
         if self.w_env_state and self.env_state_dim < 1:
             raise GenbaError(f"w_env_state={self.w_env_state} needs the size of {self.env_state_key} (env_state_dim)")
 
@@ -190,13 +193,15 @@ class VLA(Normalized):
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """images {camera: (B, 3, H, W) uint8}, state (B, S) raw, tasks B strings ->
         (memory (B, L, width), padding (B, L) bool, {"image": (B, E), "text": (B, E)} embeddings of the shared space);
-        L = cameras x (P + K) + Lt + 1."""
+        L = cameras x (P + K) + Lt + 1 (P = 0 with patch_tokens=false; "image" only when patch tokens were read)."""
         cfg = self.config
         missing = [c for c in cfg.cameras if c not in images]
         if missing:
             raise GenbaError(f"the VLA reads cameras {cfg.cameras}; missing {missing}")
-        vit = [self.backbone.encode_images(images[c]) for c in cfg.cameras]  # each (B, P, bb width)
-        parts = [self.image_in(t) + self.camera_embed[i] for i, t in enumerate(vit)]
+        vit = []  # each camera's patch tokens (B, P, bb width), when the prefix or the contrastive loss reads them
+        if cfg.patch_tokens or cfg.w_contrastive:
+            vit = [self.backbone.encode_images(images[c]) for c in cfg.cameras]
+        parts = [self.image_in(t) + self.camera_embed[i] for i, t in enumerate(vit)] if cfg.patch_tokens else []
         ids = self.backbone.text.tokenize(tasks, state.device)  # (B, Lt)
         text, pooled = self.backbone.text(ids)  # (B, Lt, text width), (B, text width)
         if cfg.keypoints:
@@ -210,7 +215,9 @@ class VLA(Normalized):
         image_pad = torch.zeros(b, n_image, dtype=torch.bool, device=x.device)
         pad = torch.cat([image_pad, ids == BYTE_PAD, image_pad[:, :1]], dim=1)  # (B, L)
         memory = self.fusion_norm(self.fusion(x, src_key_padding_mask=pad))
-        emb = {"image": self.backbone.image_embedding(vit), "text": self.backbone.text_embedding(pooled)}
+        emb = {"text": self.backbone.text_embedding(pooled)}
+        if vit:
+            emb["image"] = self.backbone.image_embedding(vit)
         return memory, pad, emb
 
     # ---- action expert ----

@@ -30,15 +30,20 @@ def batch(tasks: list[str], actions: torch.Tensor, seed: int = 0) -> dict:
     }
 
 
-@pytest.mark.parametrize(("head", "keypoints"), [("flow", 0), ("l1", 0), ("flow", 3)])
-def test_loss_is_finite_and_reaches_every_part(head, keypoints):
+@pytest.mark.parametrize(("head", "keypoints", "patch_tokens"), [("flow", 0, True), ("l1", 0, True), ("flow", 3, True),
+                                                                  ("flow", 3, False)])  # fmt: skip
+def test_loss_is_finite_and_reaches_every_part(head, keypoints, patch_tokens):
     torch.manual_seed(0)
-    model = VLA(small_config(head=head, w_contrastive=0.5, keypoints=keypoints))
+    model = VLA(small_config(head=head, w_contrastive=0.5, keypoints=keypoints, patch_tokens=patch_tokens))
     b = batch(["pick up the red cube", "赤いキューブを拾って"], torch.randn(2, 4, 2))
     loss, metrics = model.loss(b)
     assert torch.isfinite(loss) and set(metrics) == {"action", "contrastive"}
     loss.backward()
     parts = [model.backbone.vision, model.backbone.text, model.fusion, model.expert, model.state_in]
+    memory, _, _ = model.prefix({"front": b[keys.image_key("front")][:, 0]}, b[keys.OBS_STATE][:, 0], b[keys.TASK])
+    n_text = model.backbone.text.tokenize(b[keys.TASK], memory.device).shape[1]
+    patches = (16 // 8) ** 2 if patch_tokens else 0  # 32x32 frames, resized to the backbone's 16: 2x2 patches of 8
+    assert memory.shape[1] == patches + keypoints + n_text + 1
     for part in parts + ([model.keypoints, model.keypoint_in] if keypoints else []):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters()), part
 
@@ -141,6 +146,8 @@ def test_bad_configs_are_one_line():
         small_config(n_action_steps=5)
     with pytest.raises(GenbaError, match="at least one camera"):
         small_config(cameras=[])
+    with pytest.raises(GenbaError, match="see no image"):
+        small_config(patch_tokens=False)
     with pytest.raises(GenbaError, match="env_state_dim"):
         small_config(w_env_state=1.0)
     model = VLA(small_config())
