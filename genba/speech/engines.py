@@ -60,12 +60,20 @@ def require(engine: str) -> Any:
 def languages(engine: str, name: str) -> tuple[str, ...]:
     """The languages voice `name` of `engine` speaks; a GenbaError for a voice the engine does not have."""
     if engine == "espeak":
-        base = name.split("+")[0].lower()
-        if base.startswith("ja"):
-            return ("ja",)
-        if base.startswith("en"):
-            return ("en",)
-        raise GenbaError(f"espeak voice {name!r}: genba speaks English (en, en-us, en-gb...) and Japanese (ja)")
+        base, _, variant = name.lower().partition("+")
+        lang = "ja" if base.startswith("ja") else "en" if base.startswith("en") else None
+        if lang is None:
+            raise GenbaError(
+                f"espeak voice {name!r}: genba speaks English (en, en-us, en-gb-x-rp...) and Japanese (ja)"
+            )
+        bases, variants = _espeak_voices()
+        if base not in bases or (variant and variant not in variants):
+            ours = ", ".join(sorted(b for b in bases if b[:2] in LANGUAGES))
+            raise GenbaError(
+                f"espeak-ng has no voice {name!r} (languages: {ours}; variants after '+': f1..f5, m1..m8 and "
+                "others in espeak-ng-data/voices/!v)"
+            )
+        return (lang,)
     if engine == "openjtalk":
         if name != "mei":
             raise GenbaError(f"openjtalk voice {name!r}: the bundled voice is 'mei'")
@@ -75,6 +83,13 @@ def languages(engine: str, name: str) -> tuple[str, ...]:
             raise GenbaError(f"kokoro voice {name!r} is not one of {', '.join(KOKORO_VOICES)}")
         return LANGUAGES
     raise GenbaError(f"unknown TTS engine {engine!r} (valid: {', '.join(ENGINES)})")
+
+
+def _espeak_voices() -> tuple[set[str], set[str]]:
+    """The language voices and the variants of the bundled espeak-ng data, lower case (espeak-ng ignores case)."""
+    data = Path(require("espeak").get_data_path())
+    return ({p.name.lower() for p in (data / "lang").rglob("*") if p.is_file()},
+            {p.name.lower() for p in (data / "voices" / "!v").iterdir()})  # fmt: skip
 
 
 def to_kana(text: str) -> str:

@@ -68,10 +68,15 @@ def factory_noise(kind: str, n: int, sample_rate: int, seed: int) -> np.ndarray:
 def add_noise(wave: np.ndarray, snr_db: float, kind: str = "factory", seed: int = 0, sample_rate: int = 16000):
     """`wave` (T,) with `kind` noise mixed in at `snr_db` (signal power / noise power in dB); float32 (T,), peak
     kept within [-1, 1] by scaling the mixture (which keeps the SNR)."""
+    return mix(wave, factory_noise(kind, wave.size, sample_rate, seed), snr_db)
+
+
+def mix(wave: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """`wave` (T,) plus `noise` (T,) scaled to `snr_db` below it; float32 (T,), peak kept within [-1, 1]."""
     if not math.isfinite(snr_db):
         raise ValueError(f"snr_db={snr_db!r} must be finite")
     signal_rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64)))) if wave.size else 0.0
-    noise = factory_noise(kind, wave.size, sample_rate, seed) * (signal_rms / 10 ** (snr_db / 20))
-    mixed = wave.astype(np.float64) + noise
+    noise_rms = float(np.sqrt(np.mean(np.square(noise, dtype=np.float64)))) if noise.size else 0.0
+    mixed = wave.astype(np.float64) + noise * (signal_rms / 10 ** (snr_db / 20) / max(noise_rms, 1e-12))
     peak = float(np.abs(mixed).max(initial=0))
     return (mixed / peak * 0.99 if peak > 0.99 else mixed).astype(np.float32)

@@ -6,12 +6,20 @@ transformer over UTF-8 bytes for instructions, and a SigLIP-style sigmoid contra
     img = backbone.image_embedding([tokens_front, tokens_wrist])   # -> (B, embed_dim), unit norm
     txt = backbone.text_embedding(backbone.encode_text(["put the red cube in the blue bin", "赤い..."]))
     loss = backbone.contrastive_loss(img, txt, same=(tasks_i == tasks_j))
+    aud = backbone.audio_embedding(backbone.encode_audio(waves, lengths)[1])   # with audio_width > 0
+    loss = backbone.audio_text_loss(aud, txt, same)
 
 Nothing is downloaded: the ViT is built with random weights (`weights=` loads a local safetensors file of a timm
 ViT when a user has one; the position embedding is resampled when the grid differs). The text encoder reads raw
 UTF-8 bytes, so English and Japanese need no vocabulary. SigLIP (Zhai et al. 2023): every image-text pair of the
 batch is a binary classification, positive where the instructions are the same string, with a learned temperature
 and bias (initialized at log 10 and -10 as in the paper).
+
+Spoken instructions (`audio_width > 0`; 0 builds no audio parameters, so earlier checkpoints load unchanged): a
+16 kHz waveform becomes log-mel features (genba.speech.features, torch's STFT), normalized per utterance and band
+(which removes much of what tells one voice or microphone from another), subsampled 4x in time by two stride-2
+convolutions (40 ms per token, the conformer / Whisper front end) into a small transformer, mean-pooled over the
+valid frames and projected into the same space as the text, with its own SigLIP temperature and bias.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genba import keys
 from genba.errors import GenbaError
 from genba.io import one_line
 
@@ -45,6 +54,11 @@ class BackboneConfig:
     embed_dim: int = 128  # the shared image-text space of the contrastive loss
     stem: str = "patch"  # patch: timm's linear patch embedding; conv: a stack of 3x3 stride-2 convolutions
     weights: str = ""  # optional local .safetensors of a timm ViT with this shape (nothing is downloaded)
+    audio_width: int = 0  # the audio encoder's width; 0 = no audio encoder
+    audio_depth: int = 2
+    audio_heads: int = 4
+    audio_max_seconds: float = 8.0  # longer waveforms are cut
+    n_mels: int = 64
 
     def __post_init__(self) -> None:
         if self.image_size % self.patch_size:
@@ -53,7 +67,7 @@ class BackboneConfig:
             raise GenbaError(f"stem={self.stem!r} (valid: {', '.join(STEMS)})")
         if self.stem == "conv" and (self.patch_size < 2 or self.patch_size & (self.patch_size - 1)):
             raise GenbaError(f"stem=conv needs a power-of-two patch_size >= 2, got {self.patch_size}")
-        for name, heads in (("width", self.heads), ("text_width", self.text_heads)):
+        for name, heads in (("width", self.heads), ("text_width", self.text_heads), ("audio_width", self.audio_heads)):
             if getattr(self, name) % heads:
                 raise GenbaError(f"{name}={getattr(self, name)} is not divisible by its heads ({heads})")
 
@@ -94,6 +108,39 @@ class TextEncoder(nn.Module):
         keep = (~pad).unsqueeze(-1).to(x.dtype)  # (B, Lt, 1)
         pooled = (x * keep).sum(1) / keep.sum(1).clamp(min=1.0)
         return x, pooled
+
+
+class AudioEncoder(nn.Module):
+    """Log-mel frames (B, F, n_mels) -> token features (B, F / 4, audio_width) and a pooled vector (B, audio_width)."""
+
+    SUBSAMPLE = 4  # two stride-2 convolutions
+
+    def __init__(self, cfg: BackboneConfig) -> None:
+        super().__init__()
+        from genba.speech.features import HOP
+
+        w, channels = cfg.audio_width, max(cfg.audio_width // 4, 8)
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, channels, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(channels, channels, 3, stride=2, padding=1), nn.GELU(),
+        )  # fmt: skip
+        self.proj = nn.Linear(channels * math.ceil(cfg.n_mels / self.SUBSAMPLE), w)
+        max_tokens = math.ceil(cfg.audio_max_seconds * keys.AUDIO_SAMPLE_RATE / HOP / self.SUBSAMPLE) + 1
+        self.pos = nn.Parameter(torch.zeros(max_tokens, w))
+        nn.init.trunc_normal_(self.pos, std=0.02)
+        layer = nn.TransformerEncoderLayer(w, cfg.audio_heads, 4 * w, dropout=0.0, batch_first=True, norm_first=True)
+        self.blocks = nn.TransformerEncoder(layer, cfg.audio_depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(w)
+
+    def forward(self, mel: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """mel (B, F, n_mels) normalized log-mel, valid (B, F) bool -> (tokens (B, L, w), pooled (B, w))."""
+        x = self.conv(mel.unsqueeze(1))  # (B, C, L, n_mels / 4)
+        x = self.proj(x.permute(0, 2, 1, 3).flatten(2))  # (B, L, w)
+        keep = valid[:, :: self.SUBSAMPLE][:, : x.shape[1]]  # (B, L): a token is valid where its first frame is
+        x = x + self.pos[: x.shape[1]]
+        x = self.norm(self.blocks(x, src_key_padding_mask=~keep))
+        k = keep.unsqueeze(-1).to(x.dtype)
+        return x, (x * k).sum(1) / k.sum(1).clamp(min=1.0)
 
 
 def vision_transformer(cfg: BackboneConfig) -> nn.Module:
@@ -173,6 +220,11 @@ class Backbone(nn.Module):
         self.text_proj = nn.Linear(cfg.text_width, cfg.embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
         self.logit_bias = nn.Parameter(torch.tensor(-10.0))
+        if cfg.audio_width:
+            self.audio = AudioEncoder(cfg)
+            self.audio_proj = nn.Linear(cfg.audio_width, cfg.embed_dim)
+            self.audio_logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+            self.audio_logit_bias = nn.Parameter(torch.tensor(-10.0))
 
     def encode_images(self, frames: torch.Tensor) -> torch.Tensor:
         """frames (B, 3, H, W) uint8 (or float in [0, 1]) -> patch tokens (B, P, width)."""
@@ -185,6 +237,34 @@ class Backbone(nn.Module):
         """instructions -> (tokens (B, Lt, text_width), pooled (B, text_width))."""
         return self.text(self.text.tokenize(texts, self.logit_scale.device))
 
+    def encode_audio(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """waves (B, T) float 16 kHz, zero-padded after lengths (B,) samples -> (tokens (B, L, audio_width),
+        pooled (B, audio_width)). Each utterance's log-mel is normalized over its own valid frames, per band."""
+        from genba.speech.features import HOP, N_FFT, log_mel
+
+        if not self.cfg.audio_width:
+            raise GenbaError("this backbone has no audio encoder (audio_width=0)")
+        limit = int(self.cfg.audio_max_seconds * keys.AUDIO_SAMPLE_RATE)
+        waves, lengths = waves[:, :limit], lengths.clamp(max=limit)
+        mel = log_mel(waves.float(), n_mels=self.cfg.n_mels)  # (B, F, n_mels)
+        # a frame is valid when its window lies inside the utterance (the STFT reflects at the end of each row, so
+        # a frame that reaches past an utterance's end would differ with the padding behind it); at least one
+        ends = torch.arange(mel.shape[1], device=mel.device)[None] * HOP + N_FFT // 2  # (1, F)
+        valid = (ends <= lengths[:, None]) | (torch.arange(mel.shape[1], device=mel.device)[None] == 0)  # (B, F)
+        v = valid.unsqueeze(-1).to(mel.dtype)
+        count = v.sum(1, keepdim=True).clamp(min=1.0)
+        mean = (mel * v).sum(1, keepdim=True) / count
+        std = (((mel - mean) ** 2 * v).sum(1, keepdim=True) / count).sqrt().clamp(min=1e-3)
+        return self.audio((mel - mean) / std * v, valid)
+
+    def audio_embedding(self, pooled: torch.Tensor) -> torch.Tensor:
+        """pooled audio features (B, audio_width) -> unit vector (B, embed_dim)."""
+        return F.normalize(self.audio_proj(pooled), dim=-1)
+
+    def audio_text_loss(self, aud: torch.Tensor, txt: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
+        """SigLIP's sigmoid loss between speech and text, with the audio pair's own temperature and bias."""
+        return sigmoid_loss(aud, txt, same, self.audio_logit_scale, self.audio_logit_bias)
+
     def image_embedding(self, tokens: list[torch.Tensor]) -> torch.Tensor:
         """Each camera's patch tokens (B, P, width) -> one unit vector (B, embed_dim) for the scene."""
         pooled = torch.stack([t.mean(1) for t in tokens]).mean(0)  # (B, width)
@@ -196,9 +276,14 @@ class Backbone(nn.Module):
 
     def contrastive_loss(self, img: torch.Tensor, txt: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
         """SigLIP's sigmoid loss: img, txt (B, E) unit vectors; same (B, B) bool, True where pair (i, j) matches."""
-        logits = img @ txt.T * self.logit_scale.exp() + self.logit_bias  # (B, B)
-        labels = same.to(logits.dtype) * 2 - 1
-        return -F.logsigmoid(labels * logits).sum() / img.shape[0]
+        return sigmoid_loss(img, txt, same, self.logit_scale, self.logit_bias)
+
+
+def sigmoid_loss(a: torch.Tensor, b: torch.Tensor, same: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor):
+    """SigLIP: a (B, E), b (B, E) unit vectors, same (B, B) bool; every pair a binary classification -> scalar."""
+    logits = a @ b.T * scale.exp() + bias  # (B, B)
+    labels = same.to(logits.dtype) * 2 - 1
+    return -F.logsigmoid(labels * logits).sum() / a.shape[0]
 
 
 def same_text(texts: list[str]) -> torch.Tensor:

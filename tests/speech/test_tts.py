@@ -93,8 +93,11 @@ def test_bad_voices_are_one_line(spec: str, message: str) -> None:
 def test_wrong_language_and_unknown_espeak_voice() -> None:
     with pytest.raises(GenbaError, match="does not speak 'en'"):
         synthesize(EN, "en", Voice.parse("openjtalk:mei"))
-    with pytest.raises(ValueError, match="no voice"):
-        synthesize(EN, "en", Voice.parse("espeak:en-nowhere"))
+    with pytest.raises(GenbaError, match="no voice 'en-nowhere'"):
+        Voice.parse("espeak:en-nowhere")  # checked against the bundled data, before any synthesis
+    with pytest.raises(GenbaError, match="no voice 'en-us\\+f9'"):
+        Voice.parse("espeak:en-us+f9")
+    assert Voice.parse("espeak:EN-GB-X-RP+F2").languages == ("en",)  # espeak-ng ignores case
 
 
 def test_missing_engine_names_package_and_install(monkeypatch: pytest.MonkeyPatch) -> None:

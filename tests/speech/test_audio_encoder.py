@@ -1,0 +1,62 @@
+"""The backbone's audio encoder: no audio parameters unless asked (earlier checkpoints load), padding does not change
+an utterance's embedding, and co-training with the text encoder through genba.train's loop learns to tell spoken
+instructions apart (loss falls, retrieval on what it heard beats chance)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from genba.errors import GenbaError
+from genba.speech import Voice
+from genba.train.loop import TrainConfig, train
+from genba.worldmodel.backbone import Backbone, BackboneConfig
+from genba.worldmodel.spoken import SpokenBackbone, batches, instructions, pad, retrieval_r1, speak_corpus
+
+TINY = dict(image_size=32, patch_size=16, width=32, depth=1, heads=2, text_width=32, text_depth=1, text_heads=2,
+            embed_dim=32)  # fmt: skip
+
+
+def test_no_audio_parameters_unless_asked() -> None:
+    plain = Backbone(BackboneConfig(**TINY))
+    assert not any(k.startswith("audio") for k in plain.state_dict())
+    with pytest.raises(GenbaError, match="no audio encoder"):
+        plain.encode_audio(torch.zeros(1, 1600), torch.tensor([1600]))
+    with pytest.raises(GenbaError, match="audio_width=30 is not divisible"):
+        BackboneConfig(**TINY, audio_width=30, audio_heads=4)
+
+
+def test_padding_does_not_change_the_embedding() -> None:
+    torch.manual_seed(0)
+    model = SpokenBackbone(BackboneConfig(**TINY, audio_width=32, audio_heads=2)).eval()
+    rng = np.random.default_rng(0)
+    short, long = (rng.standard_normal(n).astype(np.float32) * 0.1 for n in (8000, 20000))
+    alone = model.embed_audio(*pad([short]))
+    waves, lengths = pad([short, long])  # short is zero-padded to 20000 samples here
+    together = model.embed_audio(waves, lengths)
+    assert together.shape == (2, 32) and torch.allclose(together.norm(dim=-1), torch.ones(2))
+    torch.testing.assert_close(together[0], alone[0], atol=1e-5, rtol=1e-4)
+
+
+@pytest.fixture
+def one_thread():
+    """Two threads on the shared 2-core machine made a step 20x slower from contention alone (benchmarks/README)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_co_training_learns_spoken_instructions(tmp_path, one_thread) -> None:
+    torch.manual_seed(0)
+    texts = instructions("reach", "en")[:: 42 // 6][:6]  # six different instructions
+    corpus = speak_corpus(texts, "en", [Voice.parse(v) for v in ("espeak:en-us:0.9", "espeak:en-us+f3:1.1")])
+    model = SpokenBackbone(BackboneConfig(**TINY, audio_width=32, audio_heads=2))
+    cfg = TrainConfig(out=str(tmp_path / "run"), steps=80, lr=2e-3, min_lr=2e-4, warmup=8, device="cpu", progress=False)
+    train(cfg, model, batches(corpus, batch_size=12))
+    losses = [float(line.split('"loss": ')[1].split(",")[0]) for line in (tmp_path / "run/metrics.jsonl").open()
+              if '"loss": ' in line]  # fmt: skip
+    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:5]), losses
+    r1 = retrieval_r1(model, corpus, {"en": texts})["en"]["all"]
+    assert r1 > 2 / len(texts), r1  # chance is 1/6
