@@ -13,7 +13,8 @@ the task holds after that frame's action. From the dataset's own `next.success` 
 name, as in lerobot-recorded sim datasets); else from genba's per-episode metadata (`genba collect` records each
 episode's `success`, and the sim ends an episode on success, so only a successful episode's last frame is 1). Failed
 episodes are in a dataset only when collected with `keep_failed=true`, usually with `noise=` (a noisy expert).
-With labels, each batch carries `next.success` (B, T) float32 beside the clip.
+With labels, each batch carries `next.success` (B, T) float32 beside the clip; `oversample=k` draws each window
+that holds a success k times per epoch (a successful episode has one such window).
 """
 
 from __future__ import annotations
@@ -99,11 +100,20 @@ class ClipBatches:
     """`data(epoch)` for the training loop: shuffled batches of whole windows, seeded by (seed, epoch)."""
 
     def __init__(
-        self, ds: ClipDataset, batch_size: int, seed: int = 0, shuffle: bool = True, labels: np.ndarray | None = None
+        self,
+        ds: ClipDataset,
+        batch_size: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        labels: np.ndarray | None = None,
+        oversample: int = 1,
     ) -> None:
         frames = ds.cfg.future_frames + 1
         self.ds, self.batch_size, self.seed, self.shuffle, self.labels = ds, batch_size, seed, shuffle, labels
         self.starts = window_starts(ds, frames)
+        if labels is not None and oversample > 1:  # windows holding a success, `oversample` times each per epoch
+            hit = labels[ds.rows[self.starts][:, None] + np.arange(frames)].any(1)
+            self.starts = np.concatenate([self.starts, np.repeat(self.starts[hit], oversample - 1)])
         if len(self.starts) < batch_size:
             raise GenbaError(
                 f"{len(self.starts)} windows of {frames} frames in {ds.root}, fewer than batch_size={batch_size}"

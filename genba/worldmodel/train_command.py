@@ -59,6 +59,9 @@ class TrainWorldModelConfig:
         default=None,
         metadata={"help": "train the success head: null = when the data has success labels of both outcomes"},
     )
+    success_oversample: int = field(
+        default=1, metadata={"help": "draw each training window that holds a success this many times per epoch"}
+    )
     resume: bool = field(default=False, metadata={"help": "continue <out>/last"})
     progress: bool = field(default=True, metadata={"help": "progress bar on stderr"})
 
@@ -69,6 +72,8 @@ class TrainWorldModelConfig:
             raise GenbaError("data= is required: a LeRobotDataset v3 folder")
         if not self.out:
             self.out = str(Path("outputs") / f"worldmodel-{Path(self.data).name}")
+        if self.success_oversample < 1:
+            raise GenbaError(f"success_oversample={self.success_oversample} must be >= 1")
         for name in ("steps", "batch_size", "save_every", "threads"):
             if getattr(self, name) < 0:
                 raise GenbaError(f"{name}={getattr(self, name)} must be >= 0")
@@ -151,7 +156,7 @@ def build(cfg: TrainWorldModelConfig) -> dict:
     train_cfg = TrainConfig(
         out=str(out), seed=cfg.seed, device=cfg.device, resume=cfg.resume, progress=cfg.progress, **train_fields
     )
-    data = ClipBatches(train_ds, batch_size, seed=cfg.seed, labels=labels)
+    data = ClipBatches(train_ds, batch_size, seed=cfg.seed, labels=labels, oversample=cfg.success_oversample)
     return {
         "model": model,
         "train": train_cfg,
@@ -167,7 +172,7 @@ def build(cfg: TrainWorldModelConfig) -> dict:
 
 def success_setup(cfg: TrainWorldModelConfig, train_ds: Any, frames: int) -> tuple[Any, float]:
     """(per-frame next.success labels or None when the head is not trained, the BCE weight of a positive frame =
-    negatives / positives over the training windows' frames)."""
+    negatives / positives over the training windows' frames, as drawn per epoch)."""
     import numpy as np
 
     from genba.worldmodel.data import success_labels, window_starts
@@ -180,13 +185,16 @@ def success_setup(cfg: TrainWorldModelConfig, train_ds: Any, frames: int) -> tup
         return None, 1.0
     window = train_ds.rows[window_starts(train_ds, frames)][:, None] + np.arange(frames)  # (M, T) absolute frames
     positives = int(labels[window].sum())
-    if positives == 0 or positives == window.size:
+    repeats = cfg.success_oversample - 1  # each positive window k times: k x its positives, k x its negatives
+    total = window.size + repeats * frames * int(labels[window].any(1).sum())
+    positives *= 1 + repeats
+    if positives == 0 or positives == total:
         if cfg.success:
             what = "no training frame" if not positives else "every training frame"
             raise GenbaError(f"success=true but {what} of {train_ds.root} succeeds: the head needs both outcomes "
                              "(genba collect ... noise=0.1 keep_failed=true keeps failures and successes)")  # fmt: skip
         return None, 1.0
-    return labels, (window.size - positives) / positives
+    return labels, (total - positives) / positives
 
 
 def run_train_worldmodel(cfg: TrainWorldModelConfig) -> dict:

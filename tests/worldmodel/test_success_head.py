@@ -42,6 +42,23 @@ def test_labels_mark_the_last_frame_of_each_successful_episode(reach_wm_run):
     torch.testing.assert_close(batch[keys.NEXT_SUCCESS], torch.from_numpy(labels[first[:, None] + np.arange(8)]))
 
 
+def test_oversampling_draws_each_success_window_k_times(reach_wm_run):
+    ds = clip_dataset(str(reach_wm_run["data"]), 8, image_size=64, progress=False)
+    labels = success_labels(ds)
+    plain, more = ClipBatches(ds, 4, labels=labels), ClipBatches(ds, 4, labels=labels, oversample=3)
+    hit = [s for s in plain.starts if labels[ds.rows[s] : ds.rows[s] + 8].any()]
+    assert len(hit) == int(labels.sum()) >= 1  # one window per successful episode ends on its success
+    assert sorted(more.starts) == sorted([*plain.starts, *hit, *hit])
+    drawn = np.concatenate([b[keys.NEXT_SUCCESS].numpy().ravel() for b in more(0)])
+    assert (
+        drawn.sum()
+        == 3 * labels.sum()
+        - sum(  # every positive drawn 3 times, but for the dropped last batch
+            labels[ds.rows[s] : ds.rows[s] + 8].sum() for s in more(0).order[len(more) * 4 :]
+        )
+    )
+
+
 def test_the_head_learns_labels_and_without_it_the_loss_is_as_before():
     torch.manual_seed(0)
     cfg = tiny_config(cameras=["front"], state_dim=3, action_dim=2, success_head=True, success_pos_weight=3.0)
