@@ -74,6 +74,12 @@ COMMANDS: dict[str, Command] = {
             "genba.policies.evaluate:run_eval",
         ),
         Command(
+            "eval-ranking",
+            "rank policies in MuJoCo and in a world model on the same seeds: Pearson, Spearman, MMRV, wall clock",
+            "genba.policies.ranking:RankingConfig",
+            "genba.policies.ranking:run_ranking",
+        ),
+        Command(
             "baseline",
             "train LeRobot's ACT or Diffusion Policy with lerobot-train on a dataset (offline, CPU or GPU)",
             "genba.policies.baseline:BaselineConfig",

@@ -11,6 +11,11 @@ contract (genba.policies.contract: `input_spec`, `action_spec`, `reset()`, `infe
 the options that were given and that its `__init__` names (task, cameras, image_size, horizon, seed, fps). The
 module must be importable (installed, or on PYTHONPATH).
 
+A built-in takes options of its own after a colon, `name:key=value[,key=value]`, which override the ones the caller
+gives: `scripted:noise=0.3` is the scripted expert with N(0, 0.3^2) rad of action noise on its arm joints (a weaker
+policy of known quality: `genba eval-ranking` spans success rates with a few noise levels), `linear:seed=3` another
+linear map. Each key must be one its factory names (`BUILTIN_OPTIONS`); values are read as numbers when they are.
+
 A genba VLA is named by its run folder (`genba train-policy`'s out=, or one of its checkpoint folders): any
 existing folder is read as one, with the option device.
 
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -35,13 +41,18 @@ from genba.policies.contract import Policy, check_policy
 LEROBOT_PREFIX = "lerobot:"  # policy=lerobot:<checkpoint folder>; = genba.policies.lerobot.PREFIX
 
 
-def _scripted(task: str | None = None, fps: float = 10.0, seed: int | None = None, **_: Any) -> Callable[[], Policy]:
+def _scripted(
+    task: str | None = None, fps: float = 10.0, seed: int | None = None, noise: float = 0.0, **_: Any
+) -> Callable[[], Policy]:
     from genba.policies.scripted import ScriptedPolicy
     from genba.sim.tasks import TASKS
 
     if task not in TASKS:
         raise GenbaError(f"policy=scripted needs task=<name>, got {task!r} (valid: {', '.join(TASKS)})")
-    return lambda: ScriptedPolicy(task, seed=seed, fps=int(fps))
+    if not isinstance(noise, int | float) or not math.isfinite(noise) or noise < 0:
+        raise GenbaError(f"policy=scripted:noise={noise!r}: noise must be a finite number >= 0 (radians)")
+    # with noise, no fixed seed: each reset() draws the noise generator from NumPy's (seeded per episode by eval)
+    return lambda: ScriptedPolicy(task, noise=float(noise), seed=None if noise else seed, fps=int(fps))
 
 
 def _linear(cameras=(), image_size: int = 224, horizon: int = 10, seed: int = 0, fps: float = 10.0, **_: Any):
@@ -72,16 +83,49 @@ BUILTIN: dict[str, tuple[Callable[..., Callable[[], Policy]], str]] = {
     "hold": (_hold, "holds the measured position (bringing up a new arm)"),
     "random": (_random, "uniform joint targets within the arm's limits"),
 }
+# name -> the options a built-in takes (`scripted:noise=0.3`): its factory's named parameters
+BUILTIN_OPTIONS: dict[str, tuple[str, ...]] = {
+    name: tuple(p.name for p in inspect.signature(make).parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD)
+    for name, (make, _) in BUILTIN.items()
+}
+
+
+def builtin_options(policy: str) -> tuple[str, dict[str, Any]] | None:
+    """("scripted", {"noise": 0.3}) for "scripted:noise=0.3", ("hold", {}) for "hold"; None when `policy` is not a
+    built-in name; a one-line GenbaError for a key the built-in does not take or a malformed option."""
+    name, sep, rest = policy.partition(":")
+    if name not in BUILTIN or (sep and "=" not in rest):  # "scripted:Foo" would be module scripted's class Foo
+        return None
+    takes = BUILTIN_OPTIONS[name]
+    options: dict[str, Any] = {}
+    for item in rest.split(",") if sep else []:
+        key, eq, value = (part.strip() for part in item.partition("="))
+        if not eq or not key or not value:
+            raise GenbaError(f"policy={policy}: options are key=value separated by commas, got {item!r}")
+        if key not in takes:
+            raise GenbaError(f"policy={policy}: {name} takes no option {key!r} (valid: {', '.join(takes)})")
+        options[key] = _number(value)
+    return name, options
+
+
+def _number(value: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
 
 
 def policy_factory(policy: str, **options: Any) -> Callable[[], Policy]:
-    """A zero-argument constructor for `policy` (a built-in name or `module.path:ClassName`). Options that are None
-    are not passed: the policy's own defaults hold."""
+    """A zero-argument constructor for `policy` (a built-in name, with its own options as `name:key=value,...`, or
+    `module.path:ClassName`, ...). Options that are None are not passed: the policy's own defaults hold."""
     options = {k: v for k, v in options.items() if v is not None}
     if policy.startswith(LEROBOT_PREFIX):
         return _lerobot(policy[len(LEROBOT_PREFIX) :], options)
-    if policy in BUILTIN:  # before folders: a folder named "random" in the working directory changes nothing
-        return BUILTIN[policy][0](**options)
+    builtin = builtin_options(policy)
+    if builtin:  # before folders: a folder named "random" in the working directory changes nothing
+        return BUILTIN[builtin[0]][0](**{**options, **builtin[1]})
     if os.path.isdir(os.path.expanduser(policy)):
         return _vla(policy, options)
     if ":" in policy:

@@ -1,4 +1,5 @@
-"""Success-rate statistics for `genba eval`: one rate's interval, and two policies compared on the same seeds.
+"""Success-rate statistics for `genba eval`: one rate's interval, two policies compared on the same seeds, and how
+well one evaluator's rates rank policies as another's do (`genba eval-ranking`).
 
     from genba.policies.stats import compare_paired, wilson_interval
 
@@ -14,6 +15,14 @@ data", Statistics in Medicine 17: the two Wilson intervals combined, corrected f
 and the p-value is the exact McNemar test: a two-sided binomial test of b successes in b + c trials at 1/2. Pairing
 is what makes small evaluations decisive: seeds both policies solve, or both fail, carry no information about
 which is better, and the test looks only at the others.
+
+Ranking agreement between two evaluators' rates over the same policies (x: the reference, MuJoCo; y: the candidate,
+the world model): `pearson_r` (linear), `spearman_r` (Pearson's r of the ranks, ties given their mean rank, as
+scipy.stats.spearmanr), both None when either side is constant; and `mmrv`, the mean maximum rank violation of
+SIMPLER (Li et al. 2024, "Evaluating Real-World Robot Manipulation Policies in Simulation", eq. 1):
+RankViolation(i, j) = |x_i - x_j| * 1[(y_i > y_j) != (x_i > x_j)], MMRV = mean over i of max over j. Each policy
+costs its worst mis-ordering, weighted by how far apart the reference puts the pair: 0 is a perfect ranking, and
+swapping two policies the reference finds nearly equal costs little.
 """
 
 from __future__ import annotations
@@ -87,3 +96,56 @@ def compare_paired(first: Sequence[bool], second: Sequence[bool]) -> dict:
         "second_only": c,
         "neither": d,
     }
+
+
+def pearson_r(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Pearson's correlation of x and y; None when either is constant (undefined) or there are fewer than 2."""
+    if len(x) != len(y):
+        raise ValueError(f"correlation needs pairs: {len(x)} != {len(y)} values")
+    n = len(x)
+    if n < 2:
+        return None
+    mx, my = sum(x) / n, sum(y) / n
+    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y, strict=True))
+    sxx, syy = sum((a - mx) ** 2 for a in x), sum((b - my) ** 2 for b in y)
+    if sxx <= 0 or syy <= 0:
+        return None
+    return max(-1.0, min(1.0, sxy / math.sqrt(sxx * syy)))
+
+
+def ranks(values: Sequence[float]) -> list[float]:
+    """1-based ranks, ties sharing their mean rank ([0.5, 0.1, 0.5] -> [2.5, 1.0, 2.5])."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    out = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for k in range(start, end + 1):
+            out[order[k]] = (start + end) / 2 + 1
+        start = end + 1
+    return out
+
+
+def spearman_r(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Spearman's rank correlation (Pearson's r of the mid-ranks); None when either side is constant."""
+    if len(x) != len(y):
+        raise ValueError(f"correlation needs pairs: {len(x)} != {len(y)} values")
+    return pearson_r(ranks(x), ranks(y))
+
+
+def mmrv(reference: Sequence[float], candidate: Sequence[float]) -> float:
+    """SIMPLER's mean maximum rank violation of `candidate`'s rates against `reference`'s (module docstring)."""
+    if len(reference) != len(candidate):
+        raise ValueError(f"rank violations need pairs: {len(reference)} != {len(candidate)} values")
+    if not reference:
+        return 0.0
+    worst = [
+        max(
+            (abs(ri - rj) for rj, cj in zip(reference, candidate, strict=True) if (ci > cj) != (ri > rj)),
+            default=0.0,
+        )
+        for ri, ci in zip(reference, candidate, strict=True)
+    ]
+    return sum(worst) / len(worst)
