@@ -49,6 +49,11 @@ episodes in attempt order, so the dataset is the same for any N.
 Ray: `executor=ray shards=N [ray_address=auto|host:port]` simulates and writes seed-disjoint shards of attempts in
 Ray tasks, each its own dataset through the same writer, and merges them with LeRobot's own merge; the result is
 the executor=local dataset episode for episode, and a rerun redoes only missing shards (genba/datasets/distributed.py).
+
+Imagined episodes: `backend=worldmodel worldmodel=<run>` runs the same expert, seeds and loop in the world model's env
+(genba.worldmodel.make_env: each episode starts from the MuJoCo reset of its seed, every later frame and joint state
+is imagined, the run's success head decides success) and writes them through the same writer; each episode's record
+says `synthetic: true` and names the `worldmodel`, and both options are part of the dataset's identity.
 """
 
 from __future__ import annotations
@@ -76,13 +81,14 @@ IDENTITY_FIELDS = ("task", "image_size", "cameras", "depth", "lang", "seed", "no
 # Content options added later: part of the identity only when not at their default, so that datasets written before
 # they existed still resume.
 LATER_IDENTITY_FIELDS = {"multisampling": True, "vcodec": "av1", "audio": False, "voices": [], "audio_noise": "none",
-                         "audio_snr": 20.0}  # fmt: skip
+                         "audio_snr": 20.0, "backend": "mujoco", "worldmodel": ""}  # fmt: skip
 VCODECS = {"av1": "libsvtav1", "h264": "h264", "hevc": "hevc"}  # genba's name -> lerobot's (FFmpeg's) encoder
 AV1_PRESETS = tuple(str(p) for p in range(14))  # SVT-AV1: 0 slowest .. 13 fastest (lerobot's default 12)
 X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 # libsvtav1 (lerobot's default video codec) dies of SIGFPE on frames narrower than 25 pixels: no error, no dataset.
 MIN_IMAGE_SIZE = 32
 EXECUTORS = ("local", "ray")
+BACKENDS = ("mujoco", "worldmodel")
 
 
 @dataclass
@@ -131,6 +137,8 @@ class CollectConfig:
     )  # fmt: skip
     audio_noise: str = field(default="none", metadata={"help": "audio=true: none, fan, motor or factory noise"})
     audio_snr: float = field(default=20.0, metadata={"help": "audio=true: speech-to-noise ratio in dB"})
+    backend: str = field(default="mujoco", metadata={"help": "mujoco, or worldmodel: imagined episodes (synthetic)"})
+    worldmodel: str = field(default="", metadata={"help": "backend=worldmodel: the world-model run folder"})
 
     def __post_init__(self) -> None:
         if self.task not in TASK_NAMES:
@@ -174,6 +182,12 @@ class CollectConfig:
         if self.ray_address and self.executor != "ray":
             raise ValueError(f"ray_address={self.ray_address!r} needs executor=ray")
         self._check_audio()
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend={self.backend!r} is not one of {', '.join(BACKENDS)}")
+        if (self.backend == "worldmodel") != bool(self.worldmodel):
+            raise ValueError("backend=worldmodel needs worldmodel=<run>, and worldmodel= needs backend=worldmodel")
+        if self.worldmodel and self.executor == "ray":
+            raise ValueError("backend=worldmodel needs executor=local")
         if not self.out:
             self.out = f"outputs/{self.task}"
 
@@ -349,6 +363,10 @@ def _probe_env(cfg: CollectConfig) -> tuple[int, int]:
     """fps and environment-state size, from an env that renders nothing (cheap)."""
     from genba.sim import make
 
+    if cfg.worldmodel:  # its one-line refusals (no success head, another task or fps, a camera it lacks) first
+        from genba.worldmodel import make_env
+
+        make_env(cfg.task, run=cfg.worldmodel, **cfg.env_overrides()).close()
     env = make(cfg.task, lang=cfg.lang, cameras=[], fps=cfg.fps)
     try:
         return int(env.unwrapped.fps), int(env.observation_space[keys.ENV_STATE].shape[0])
@@ -363,7 +381,8 @@ def _simulate(cfg: CollectConfig, first: int, stop: Any, workers: int | None = N
     episode is simulated that cannot be kept (no wasted work when every attempt succeeds).
     """
     job = {"task": cfg.task, "env": cfg.env_overrides(), "noise": float(cfg.noise), "base_seed": cfg.seed,
-           "samples": None if cfg.multisampling else 0, "audio": cfg.audio_job()}  # fmt: skip
+           "samples": None if cfg.multisampling else 0, "audio": cfg.audio_job(),
+           "worldmodel": cfg.worldmodel}  # fmt: skip
     workers = workers or cfg.workers
     if workers == 1:
         attempt = first
@@ -435,7 +454,12 @@ def simulate_episode(job: dict) -> dict:
     from genba.sim.render import offscreen_samples
 
     samples = job.get("samples")
-    env_key = (job["task"], tuple(sorted((k, str(v)) for k, v in job["env"].items())), samples)
+    run = job.get("worldmodel")
+    env_key = (job["task"], tuple(sorted((k, str(v)) for k, v in job["env"].items())), samples, run)
+    if env_key not in _ENVS and run:  # imagined episodes (genba.worldmodel is above datasets: imported here)
+        from genba.worldmodel import make_env
+
+        _ENVS[env_key] = make_env(job["task"], run=run, **job["env"])
     if env_key not in _ENVS:
         _ENVS[env_key] = make(job["task"], **job["env"])
     env = _ENVS[env_key]
@@ -463,4 +487,5 @@ def simulate_episode(job: dict) -> dict:
         "noise": job["noise"],
         "physics": spec["physics"],
         "spec": spec,
+        **({"synthetic": True, "worldmodel": run} if run else {}),  # imagined by the world model
     }
