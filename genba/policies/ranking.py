@@ -193,7 +193,9 @@ def side_by_side(cfg: RankingConfig, policy: str, seed: int, out: Path) -> dict:
             env.close()
     (real, spec), (dream, _) = episodes["mujoco"], episodes["worldmodel"]
     ep = _combined(real, dream, spec, fps=fps)
-    ep.source = f"{policy} seed {seed}: MuJoCo and the world model {Path(cfg.worldmodel).name}"
+    told = {b: f"{'success' if e.success else 'failure'} in {e.steps} steps" for b, (e, _) in episodes.items()}
+    ep.source = (f"{policy} seed {seed}: MuJoCo {told['mujoco']}, world model {Path(cfg.worldmodel).name} "
+                 f"{told['worldmodel']} (imagined: the '(imagined)' cameras and 'imagined' joints)")  # fmt: skip
     written = write_recording(ep, out, VizConfig(scene=False, pointcloud=False))  # the scene replays 6 joints
     outcome = {b: {"success": e.success, "steps": e.steps} for b, (e, _) in episodes.items()}
     return {"path": written["rrd"], "policy": policy, "seed": seed, **outcome}

@@ -159,6 +159,8 @@ def test_eval_ranking_end_to_end(reach_wm_run, tmp_path, capsys):
     frames, imagined = contents.series(entity("state", f"imagined {joint}"), "Scalars:scalars")
     assert len(frames) == steps
     assert contents.series(entity("state", joint), "Scalars:scalars")[1] != imagined  # two different rollouts
+    told = contents.static("episode", "TextDocument:text")
+    assert f"MuJoCo success in {summary['rrd']['mujoco']['steps']} steps" in str(told), told
 
 
 @pytest.mark.parametrize(
