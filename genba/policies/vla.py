@@ -20,11 +20,16 @@ objective), one expert pass per chunk.
 
 Training adds a random shift of each camera image (DrQ's +-`shift_pixels` translation, Kostrikov et al. 2020), the
 usual remedy for image policies that overfit a few hundred demonstrations, and the backbone's SigLIP loss between
-frames and instructions (`w_contrastive`), the same co-training as the world model's. With `w_env_state` > 0 it
-also regresses the dataset's privileged `observation.environment_state` (every object's pose, the named object in
-the first slot: genba's simulated data has it, a real arm's log does not) from the fused state token: an auxiliary
-loss that asks the prefix to find the named object and say where it is, which the action loss alone teaches
-slowly from a few hundred scenes. It only shapes training; acting reads cameras, instruction and joints as before.
+frames and instructions (`w_contrastive`), the same co-training as the world model's.
+
+Two options fight the shortcut that a few hundred demonstrations invite: after the first frames of an episode the
+joints alone say where the arm is going, so a policy can fit its data while its cameras only matter at the one
+frame where they must choose the object. `state_dropout` hides the joint state (a learned token instead) from a
+fraction of the training samples. `w_env_state` > 0 regresses the dataset's privileged
+`observation.environment_state` (every object's pose, the named object in the first slot: genba's simulated data
+has it, a real arm's log does not), from the keypoints alone when there are keypoints (so the position must come
+from the cameras and the instruction, never from joints that already reached it), else from the fused state token.
+Both only shape training; acting reads cameras, instruction and joints as before.
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ class VLAConfig:
     patch_tokens: bool = True  # the backbone's patch tokens in the prefix; false: keypoints are all it sees
     w_contrastive: float = 0.1
     w_env_state: float = 0.0  # auxiliary regression of the privileged environment state at training time; 0 = off
+    state_dropout: float = 0.0  # fraction of training samples whose joint state is hidden (a learned token)
     env_state_key: str = keys.OBS_ENV_STATE
     env_state_dim: int = 0  # its size (set from the dataset when w_env_state > 0)
 
@@ -84,6 +90,8 @@ class VLAConfig:
             raise GenbaError(f"width={self.width} is not divisible by heads={self.heads}")
         if self.flow_steps < 1 or min(self.shift_pixels, self.w_contrastive, self.keypoints, self.w_env_state) < 0:
             raise GenbaError("flow_steps must be >= 1, shift_pixels, w_contrastive, w_env_state and keypoints >= 0")
+        if not 0 <= self.state_dropout < 1:
+            raise GenbaError(f"state_dropout={self.state_dropout} must be in [0, 1)")
         if not (self.patch_tokens or self.keypoints):
             raise GenbaError("patch_tokens=false needs keypoints > 0: the VLA would see no image")
         if self.w_env_state and self.env_state_dim < 1:
@@ -172,8 +180,11 @@ class VLA(Normalized):
         self.expert = nn.TransformerDecoder(_layer(width, cfg.heads, decoder=True), cfg.expert_depth)
         self.out_norm = nn.LayerNorm(width)
         self.action_out = nn.Linear(width, cfg.action_dim)
-        if cfg.w_env_state:
-            self.env_state_out = nn.Linear(width, cfg.env_state_dim)
+        if cfg.state_dropout:
+            self.no_state = nn.Parameter(torch.zeros(width))
+        if cfg.w_env_state:  # from the keypoints of every camera when there are some, else from the fused state token
+            n_in = 2 * cfg.keypoints * len(cfg.cameras) if cfg.keypoints else width
+            self.env_state_out = nn.Sequential(nn.Linear(n_in, width), nn.GELU(), nn.Linear(width, cfg.env_state_dim))
         self._scheduler = None
 
     def normalized_features(self) -> list[tuple[str, str, int]]:
@@ -189,10 +200,15 @@ class VLA(Normalized):
     # ---- prefix: cameras, instruction, state ----
 
     def prefix(
-        self, images: dict[str, torch.Tensor], state: torch.Tensor, tasks: list[str]
+        self,
+        images: dict[str, torch.Tensor],
+        state: torch.Tensor,
+        tasks: list[str],
+        drop_state: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """images {camera: (B, 3, H, W) uint8}, state (B, S) raw, tasks B strings ->
-        (memory (B, L, width), padding (B, L) bool, {"image": (B, E), "text": (B, E)} embeddings of the shared space);
+        """images {camera: (B, 3, H, W) uint8}, state (B, S) raw, tasks B strings, drop_state (B,) bool: samples whose
+        state the learned no-state token replaces -> (memory (B, L, width), padding (B, L) bool, {"image": (B, E),
+        "text": (B, E)} embeddings of the shared space, and "keypoints" (B, cameras x K x 2) with keypoints);
         L = cameras x (P + K) + Lt + 1 (P = 0 with patch_tokens=false; "image" only when patch tokens were read)."""
         cfg = self.config
         missing = [c for c in cfg.cameras if c not in images]
@@ -204,12 +220,15 @@ class VLA(Normalized):
         parts = [self.image_in(t) + self.camera_embed[i] for i, t in enumerate(vit)] if cfg.patch_tokens else []
         ids = self.backbone.text.tokenize(tasks, state.device)  # (B, Lt)
         text, pooled = self.backbone.text(ids)  # (B, Lt, text width), (B, text width)
-        if cfg.keypoints:
-            for i, c in enumerate(cfg.cameras):  # each (B, K, width): a position plus which keypoint it is
-                parts.append(self.keypoint_in(self.keypoints[i](images[c], pooled)) + self.keypoint_embed[i])
+        points = [self.keypoints[i](images[c], pooled) for i, c in enumerate(cfg.cameras)] if cfg.keypoints else []
+        for i, xy in enumerate(points):  # each (B, K, 2) -> (B, K, width): a position plus which keypoint it is
+            parts.append(self.keypoint_in(xy) + self.keypoint_embed[i])
         n_image = sum(t.shape[1] for t in parts)
         parts.append(self.text_in(text) + self.kind_embed[0])
-        parts.append(self.state_in(self.norm(state, "state")).unsqueeze(1) + self.kind_embed[1])
+        state_token = self.state_in(self.norm(state, "state"))  # (B, width)
+        if drop_state is not None:
+            state_token = torch.where(drop_state[:, None], self.no_state.expand_as(state_token), state_token)
+        parts.append(state_token.unsqueeze(1) + self.kind_embed[1])
         x = torch.cat(parts, dim=1)  # (B, L, width)
         b = x.shape[0]
         image_pad = torch.zeros(b, n_image, dtype=torch.bool, device=x.device)
@@ -218,6 +237,8 @@ class VLA(Normalized):
         emb = {"text": self.backbone.text_embedding(pooled)}
         if vit:
             emb["image"] = self.backbone.image_embedding(vit)
+        if points:
+            emb["keypoints"] = torch.cat(points, dim=1).flatten(1)  # (B, cameras x K x 2)
         return memory, pad, emb
 
     # ---- action expert ----
@@ -246,7 +267,10 @@ class VLA(Normalized):
         state = batch[cfg.state_key][:, -1]  # (B, S)
         target = self.norm(batch[cfg.action_key][:, : cfg.horizon], "action")  # (B, H, A)
         tasks = list(batch[keys.TASK])
-        memory, pad, emb = self.prefix(images, state, tasks)
+        drop = None
+        if self.training and cfg.state_dropout:
+            drop = torch.rand(state.shape[0], device=state.device) < cfg.state_dropout  # (B,)
+        memory, pad, emb = self.prefix(images, state, tasks, drop)
         if cfg.head == "flow":
             b = target.shape[0]
             t = torch.distributions.Beta(1.5, 1.0).sample((b,)).to(target.device) * 0.999 + 0.001  # (B,) pi0's
@@ -263,7 +287,8 @@ class VLA(Normalized):
             metrics["contrastive"] = float(con.detach())
         if cfg.w_env_state:
             env = self.norm(batch[cfg.env_state_key][:, -1], "env_state")  # (B, E)
-            aux = F.mse_loss(self.env_state_out(memory[:, -1]), env)  # from the fused state token
+            source = emb["keypoints"] if cfg.keypoints else memory[:, -1]  # (B, 2 x cameras x K) or (B, width)
+            aux = F.mse_loss(self.env_state_out(source), env)
             total = total + cfg.w_env_state * aux
             metrics["env_state"] = float(aux.detach())
         return total, metrics

@@ -62,10 +62,44 @@ def test_the_environment_state_loss_trains_a_head_on_the_fused_prefix():
     loss, metrics = model.loss(b)
     assert set(metrics) == {"action", "env_state"} and loss > metrics["action"]
     loss.backward()
-    assert model.env_state_out.weight.grad.abs().sum() > 0
+    assert model.env_state_out[0].weight.grad.abs().sum() > 0
     assert any(p.grad.abs().sum() > 0 for p in model.backbone.vision.parameters())
     without = VLA(small_config(w_contrastive=0.0))
     assert "env_state_mean" not in without.state_dict() and not hasattr(without, "env_state_out")
+
+
+def test_with_keypoints_the_environment_state_comes_from_the_cameras_alone():
+    torch.manual_seed(0)
+    model = VLA(small_config(w_contrastive=0.0, w_env_state=1.0, env_state_dim=5, keypoints=3))
+    b = batch(["reach for the red cube"] * 2, torch.randn(2, 4, 2))
+    b[keys.OBS_ENV_STATE] = torch.randn(2, 1, 5)
+    _, metrics = model.loss(b)
+    images = {"front": b[keys.image_key("front")][:, 0]}
+    _, _, emb = model.prefix(images, b[keys.OBS_STATE][:, 0], b[keys.TASK])
+    env = model.norm(b[keys.OBS_ENV_STATE][:, -1], "env_state")
+    aux = torch.nn.functional.mse_loss(model.env_state_out(emb["keypoints"]), env)
+    assert aux.item() == pytest.approx(metrics["env_state"], rel=1e-5)  # the loss reads the keypoints
+    aux.backward()
+    assert model.state_in.weight.grad is None  # no path from the joints to the position it predicts
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.keypoints.parameters())
+
+
+def test_state_dropout_hides_the_joints_from_a_fraction_of_the_training_samples():
+    torch.manual_seed(0)
+    model = VLA(small_config(state_dropout=0.5))
+    b = batch(["reach for the red cube"] * 2, torch.randn(2, 4, 2))
+    images = {"front": b[keys.image_key("front")][:, 0]}
+    hidden = torch.tensor([True, True])
+    one, _, _ = model.prefix(images, b[keys.OBS_STATE][:, 0], b[keys.TASK], hidden)
+    other, _, _ = model.prefix(images, 100 + b[keys.OBS_STATE][:, 0], b[keys.TASK], hidden)
+    assert torch.equal(one, other)  # the state does not reach the prefix at all
+    seen, _, _ = model.prefix(images, b[keys.OBS_STATE][:, 0], b[keys.TASK])
+    assert not torch.allclose(one, seen)
+    model.train()
+    model.loss(b)[0].backward()
+    assert model.no_state.grad is not None  # the learned token trains (B = 2, p = 0.5: seeded to draw one)
+    with pytest.raises(GenbaError, match="state_dropout"):
+        small_config(state_dropout=1.0)
 
 
 def test_sample_is_in_raw_units_and_follows_the_generator():
