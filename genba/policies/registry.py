@@ -14,7 +14,7 @@ module must be importable (installed, or on PYTHONPATH).
 A built-in takes options of its own after a colon, `name:key=value[,key=value]`, which override the ones the caller
 gives: `scripted:noise=0.3` is the scripted expert with N(0, 0.3^2) rad of action noise on its arm joints (a weaker
 policy of known quality: `genba eval-ranking` spans success rates with a few noise levels), `linear:seed=3` another
-linear map. Each key must be one its factory names (`BUILTIN_OPTIONS`); values are read as numbers when they are.
+linear map. Each key must be one its factory names (`builtin_option_names`); values are read as numbers when they are.
 
 A genba VLA is named by its run folder (`genba train-policy`'s out=, or one of its checkpoint folders): any
 existing folder is read as one, with the option device.
@@ -83,11 +83,12 @@ BUILTIN: dict[str, tuple[Callable[..., Callable[[], Policy]], str]] = {
     "hold": (_hold, "holds the measured position (bringing up a new arm)"),
     "random": (_random, "uniform joint targets within the arm's limits"),
 }
-# name -> the options a built-in takes (`scripted:noise=0.3`): its factory's named parameters
-BUILTIN_OPTIONS: dict[str, tuple[str, ...]] = {
-    name: tuple(p.name for p in inspect.signature(make).parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD)
-    for name, (make, _) in BUILTIN.items()
-}
+
+
+def builtin_option_names(name: str) -> tuple[str, ...]:
+    """The options built-in `name` takes (`scripted:noise=0.3`): its factory's named parameters."""
+    params = inspect.signature(BUILTIN[name][0]).parameters.values()
+    return tuple(p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD)
 
 
 def builtin_options(policy: str) -> tuple[str, dict[str, Any]] | None:
@@ -96,14 +97,14 @@ def builtin_options(policy: str) -> tuple[str, dict[str, Any]] | None:
     name, sep, rest = policy.partition(":")
     if name not in BUILTIN or (sep and "=" not in rest):  # "scripted:Foo" would be module scripted's class Foo
         return None
-    takes = BUILTIN_OPTIONS[name]
     options: dict[str, Any] = {}
     for item in rest.split(",") if sep else []:
         key, eq, value = (part.strip() for part in item.partition("="))
         if not eq or not key or not value:
             raise GenbaError(f"policy={policy}: options are key=value separated by commas, got {item!r}")
-        if key not in takes:
-            raise GenbaError(f"policy={policy}: {name} takes no option {key!r} (valid: {', '.join(takes)})")
+        if key not in builtin_option_names(name):
+            valid = ", ".join(builtin_option_names(name))
+            raise GenbaError(f"policy={policy}: {name} takes no option {key!r} (valid: {valid})")
         options[key] = _number(value)
     return name, options
 
