@@ -78,12 +78,3 @@ def foreign_dataset(tmp_path_factory: pytest.TempPathFactory) -> ForeignDataset:
             getattr(data, field_).append(value)
     ds.finalize()
     return data
-
-
-def collect_reach(root: Path, *options: str) -> Path:
-    """One reach episode of `genba collect` (32x32, front camera) with extra `options`, into `root`."""
-    from genba.cli import main
-
-    argv = ["collect", "task=reach", "episodes=1", "image_size=32", "cameras=[front]", *options, f"out={root}"]
-    assert main(argv) == 0
-    return root

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import collect_reach
+from viz_collect import collect_reach
 
 from genba import keys
 from genba.cli import main

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import collect_reach
+from viz_collect import collect_reach
 
 from genba.cli import main
 from genba.datasets.commit import read_episode_audio, read_episode_meta
