@@ -1,0 +1,67 @@
+"""Does a world model's success head judge real frames as it judges imagined ones?
+`python benchmarks/wm_head_probe.py <run> [episodes]` (issue 12, the ranking's diagnosis).
+
+For each policy (the scripted expert clean and at noise 0.3, `hold`, `random`) and seeds 1,000,000 onwards (seeded as
+`genba eval` seeds an episode): the MuJoCo episode, its real frames fed teacher-forced to the head (windows of the
+model's clip_frames ending at each frame; the head "fires" when a frame's probability passes 0.5), and the same seed
+run in the world-model env (fires = the env ends it as a success). Prints one line per policy.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+
+from genba import keys
+from genba.policies.eval_worker import _seed_everything
+from genba.policies.registry import policy_factory
+from genba.policies.rollout import rollout
+from genba.sim import make
+from genba.worldmodel import make_env
+from genba.worldmodel.env import load_worldmodel
+
+POLICIES = ("scripted", "scripted:noise=0.3", "hold", "random")
+
+
+@torch.no_grad()
+def teacher_forced(model, cfg, episode) -> list[float]:
+    """The head's probability at each real frame, from the window of up to clip_frames frames ending there."""
+    images = torch.stack([torch.from_numpy(episode.frames[keys.image_key(c)]).permute(0, 3, 1, 2)
+                          for c in cfg.cameras], 1)  # (T, C, 3, H, W) uint8  # fmt: skip
+    state = torch.from_numpy(episode.frames[keys.OBS_STATE]).float()
+    action = torch.from_numpy(episode.frames[keys.ACTION]).float()
+    _, text = model.backbone.encode_text([episode.task])
+    probs = []
+    for t in range(episode.steps):
+        lo = max(0, t - cfg.clip_frames + 1)
+        x = images[lo : t + 1][None].float() / 255.0
+        s, a = model.norm(state[lo : t + 1][None], "state"), model.norm(action[lo : t + 1][None], "action")
+        h = model._run(model._tokens(model.encode(x), model.features(x), s, a, text), 0)
+        probs.append(float(torch.sigmoid(model._success(h)).flatten()[-1]))
+    return probs
+
+
+def main(run: str, episodes: int = 10) -> None:
+    torch.set_num_threads(1)
+    model, cfg, _ = load_worldmodel(run)
+    sim, dream = make("reach", cameras=list(cfg.cameras), image_size=cfg.image_size), make_env("reach", run=run)
+    for name in POLICIES:
+        real, imagined, peaks = 0, 0, []
+        for seed in range(1_000_000, 1_000_000 + episodes):
+            _seed_everything(seed)
+            episode = rollout(sim, policy_factory(name, task="reach")(), seed, record=True)
+            peaks.append(max(teacher_forced(model, cfg, episode)))
+            real += episode.success
+            _seed_everything(seed)
+            imagined += rollout(dream, policy_factory(name, task="reach")(), seed).success
+        fired = sum(p > 0.5 for p in peaks)
+        print(f"{name:20s} MuJoCo successes {real}/{episodes}; head fires on the real frames in {fired}/{episodes} "
+              f"(median peak {np.median(peaks):.2f}); imagined successes {imagined}/{episodes}")  # fmt: skip
+    sim.close()
+    dream.close()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], *(int(a) for a in sys.argv[2:3]))
