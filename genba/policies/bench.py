@@ -13,8 +13,6 @@ or one for the L1 head), measured over `chunks` calls.
 
 from __future__ import annotations
 
-import os
-import platform
 import statistics
 from dataclasses import dataclass, field
 
@@ -44,7 +42,6 @@ class BenchPolicyConfig:
 
 
 def run_bench_policy(cfg: BenchPolicyConfig) -> dict:
-    import contextlib
 
     import torch
 
@@ -52,7 +49,7 @@ def run_bench_policy(cfg: BenchPolicyConfig) -> dict:
     from genba.policies.train_command import PRESET_DIR
     from genba.policies.vla import VLA, VLAConfig
     from genba.worldmodel.backbone import BackboneConfig
-    from genba.worldmodel.bench import bench_device, timed
+    from genba.worldmodel.bench import bench_device, machine, median_seconds, timed, training_step
     from genba.worldmodel.model import count_params
     from genba.worldmodel.train_command import load_preset
 
@@ -69,21 +66,9 @@ def run_bench_policy(cfg: BenchPolicyConfig) -> dict:
     batch[model_cfg.state_key] = torch.randn(b, 1, model_cfg.state_dim, device=device)
     batch[model_cfg.action_key] = torch.randn(b, model_cfg.horizon, model_cfg.action_dim, device=device)
     batch[keys.TASK] = (["put the red cube in the blue bin", "赤いキューブを青い箱に入れて"] * b)[:b]
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     cuda = device.type == "cuda"
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
-
-    def step() -> None:
-        with autocast:
-            loss, _ = model.loss(batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
     model.train()
-    for _ in range(cfg.warmup):
-        step()
-    step_s = statistics.median(timed(step, cuda) for _ in range(cfg.repeats))
+    step_s = median_seconds(training_step(model, batch, cuda), cuda, cfg.warmup, cfg.repeats)
 
     model.eval()
     one = {c: batch[keys.image_key(c)][:1, 0] for c in model_cfg.cameras}
@@ -107,8 +92,5 @@ def run_bench_policy(cfg: BenchPolicyConfig) -> dict:
         "minutes_per_run": round(steps * step_s / 60, 1),
         "chunk_ms": round(statistics.median(times) * 1e3, 2),
         "chunk_ms_p99": round(times[min(len(times) - 1, int(0.99 * len(times)))] * 1e3, 2),
-        "device": torch.cuda.get_device_name(device) if cuda else (platform.processor() or platform.machine()),
-        "threads": torch.get_num_threads(),
-        "cpus": os.cpu_count(),
-        "torch": torch.__version__,
+        **machine(device),
     }

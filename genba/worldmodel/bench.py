@@ -93,6 +93,45 @@ def timed(fn, cuda: bool) -> float:
     return time.perf_counter() - start
 
 
+def training_step(model, batch: dict, cuda: bool):  # -> Callable[[], None]
+    """One training step of `model` on a fixed batch (loss, backward, AdamW; bf16 autocast on CUDA), as a closure."""
+    import contextlib
+
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
+
+    def step() -> None:
+        with autocast:
+            loss, _ = model.loss(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def median_seconds(fn, cuda: bool, warmup: int, repeats: int) -> float:
+    """`fn` run `warmup` times untimed, then the median of `repeats` timed runs, in seconds."""
+    for _ in range(warmup):
+        fn()
+    return statistics.median(timed(fn, cuda) for _ in range(repeats))
+
+
+def machine(device) -> dict:
+    """What a benchmark ran on: device name, torch threads, CPUs, torch version."""
+    import torch
+
+    cuda = device.type == "cuda"
+    return {
+        "device": torch.cuda.get_device_name(device) if cuda else (platform.processor() or platform.machine()),
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+    }
+
+
 def run_bench_worldmodel(cfg: BenchWorldModelConfig) -> dict:
     import contextlib
 
@@ -110,21 +149,11 @@ def run_bench_worldmodel(cfg: BenchWorldModelConfig) -> dict:
     model = WorldModel(model_cfg).to(device)
     batch_size = cfg.batch_size or preset["train"]["batch_size"]
     batch = random_batch(model_cfg, batch_size, device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     cuda = device.type == "cuda"
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
-
-    def step() -> None:
-        with autocast:
-            loss, _ = model.loss(batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
+    step = training_step(model, batch, cuda)
     model.train()
-    for _ in range(cfg.warmup):
-        step()
-    step_s = statistics.median(timed(step, cuda) for _ in range(cfg.repeats))
+    step_s = median_seconds(step, cuda, cfg.warmup, cfg.repeats)
     flops = None
     if cuda:
         with FlopCounterMode(display=False) as counter:
@@ -157,8 +186,5 @@ def run_bench_worldmodel(cfg: BenchWorldModelConfig) -> dict:
         "mfu": None if flops is None else round(flops / step_s / (cfg.peak_tflops * 1e12), 4),
         "rollout_frames_per_s": round(cfg.rollout_batch * k / roll_s, 2),
         "rollout_ms": round(roll_s * 1e3, 1),
-        "device": torch.cuda.get_device_name(device) if cuda else (platform.processor() or platform.machine()),
-        "threads": torch.get_num_threads(),
-        "cpus": os.cpu_count(),
-        "torch": torch.__version__,
+        **machine(device),
     }
