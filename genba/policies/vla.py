@@ -205,17 +205,19 @@ class VLA(Normalized):
         state: torch.Tensor,
         tasks: list[str],
         drop_state: torch.Tensor | None = None,
+        image_embedding: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """images {camera: (B, 3, H, W) uint8}, state (B, S) raw, tasks B strings, drop_state (B,) bool: samples whose
-        state the learned no-state token replaces -> (memory (B, L, width), padding (B, L) bool, {"image": (B, E),
-        "text": (B, E)} embeddings of the shared space, and "keypoints" (B, cameras x K x 2) with keypoints);
-        L = cameras x (P + K) + Lt + 1 (P = 0 with patch_tokens=false; "image" only when patch tokens were read)."""
+        state the learned no-state token replaces -> (memory (B, L, width), padding (B, L) bool, {"text": (B, E)} and,
+        with patch tokens or `image_embedding` (the contrastive loss), "image" (B, E) embeddings of the shared space,
+        with keypoints "keypoints" (B, cameras x K x 2)); L = cameras x (P + K) + Lt + 1 (P = 0 with
+        patch_tokens=false, whose ViT then runs only when asked for the image embedding)."""
         cfg = self.config
         missing = [c for c in cfg.cameras if c not in images]
         if missing:
             raise GenbaError(f"the VLA reads cameras {cfg.cameras}; missing {missing}")
         vit = []  # each camera's patch tokens (B, P, bb width), when the prefix or the contrastive loss reads them
-        if cfg.patch_tokens or cfg.w_contrastive:
+        if cfg.patch_tokens or image_embedding:
             vit = [self.backbone.encode_images(images[c]) for c in cfg.cameras]
         parts = [self.image_in(t) + self.camera_embed[i] for i, t in enumerate(vit)] if cfg.patch_tokens else []
         ids = self.backbone.text.tokenize(tasks, state.device)  # (B, Lt)
@@ -270,7 +272,7 @@ class VLA(Normalized):
         drop = None
         if self.training and cfg.state_dropout:
             drop = torch.rand(state.shape[0], device=state.device) < cfg.state_dropout  # (B,)
-        memory, pad, emb = self.prefix(images, state, tasks, drop)
+        memory, pad, emb = self.prefix(images, state, tasks, drop, image_embedding=cfg.w_contrastive > 0)
         if cfg.head == "flow":
             b = target.shape[0]
             t = torch.distributions.Beta(1.5, 1.0).sample((b,)).to(target.device) * 0.999 + 0.001  # (B,) pi0's

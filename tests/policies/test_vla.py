@@ -40,7 +40,8 @@ def test_loss_is_finite_and_reaches_every_part(head, keypoints, patch_tokens):
     assert torch.isfinite(loss) and set(metrics) == {"action", "contrastive"}
     loss.backward()
     parts = [model.backbone.vision, model.backbone.text, model.fusion, model.expert, model.state_in]
-    memory, _, _ = model.prefix({"front": b[keys.image_key("front")][:, 0]}, b[keys.OBS_STATE][:, 0], b[keys.TASK])
+    memory, _, emb = model.prefix({"front": b[keys.image_key("front")][:, 0]}, b[keys.OBS_STATE][:, 0], b[keys.TASK])
+    assert ("image" in emb) == patch_tokens  # acting never runs a ViT whose tokens it does not read
     n_text = model.backbone.text.tokenize(b[keys.TASK], memory.device).shape[1]
     patches = (16 // 8) ** 2 if patch_tokens else 0  # 32x32 frames, resized to the backbone's 16: 2x2 patches of 8
     assert memory.shape[1] == patches + keypoints + n_text + 1
