@@ -125,7 +125,8 @@ def _run(cfg: CollectConfig) -> dict:
 
 def _costs(cfg: CollectConfig) -> dict:
     """Per-frame milliseconds of simulate+render and of writing (lerobot's writer and encoder) on one core."""
-    from genba.datasets.collect import _close_envs, _probe_env, dataset_features, simulate_episode
+    from genba.datasets.collect import _probe_env, dataset_features
+    from genba.datasets.simulate import close_envs, simulate_episode
     from genba.datasets.writer import open_writer
 
     job = {"task": cfg.task, "env": cfg.env_overrides(), "noise": 0.0, "base_seed": cfg.seed,
@@ -134,7 +135,7 @@ def _costs(cfg: CollectConfig) -> dict:
     started = time.perf_counter()
     episodes = [simulate_episode({**job, "attempt": a}) for a in range(cfg.episodes)]
     sim_s = time.perf_counter() - started
-    _close_envs()
+    close_envs()
     frames = sum(e["length"] for e in episodes)
     fps, dim = _probe_env(cfg)
     writer = open_writer(cfg.out, fps, dataset_features(cfg, dim), cfg.identity(), video=cfg.video())

@@ -39,16 +39,24 @@ successful attempts, a training set of expert demonstrations, and collects until
 up after 10 x episodes + 10 attempts); `expert_success_rate` counts every attempt. keep_failed=true keeps every
 attempt (useful with noise>0 for recovery data); episode i then has seed `seed + i`.
 
+Who acts and success labels: `policy=` other than the expert (`hold`, `random`, `scripted:noise=0.3`, the registry's
+built-in weak policies) with keep_failed=true gives the failures a world model's success head needs;
+`after_success=K` records K steps past the first success and adds LeRobot's per-frame `next.success` (1,) bool
+column (the task's predicate after each action; genba/datasets/simulate.py runs one attempt). Both are part of the
+identity.
+
 Resuming: running the same command again continues where a previous (killed, interrupted or finished) run stopped,
 with the same seeds and no duplicates; a larger `episodes=` extends the dataset. The same `out` with other content
 options (task, image_size, cameras, depth, lang, seed, noise, keep_failed) is an error, never an overwrite.
 
 Workers: `workers=N` simulates episodes in N spawned processes; the main process is the one writer and commits
-episodes in attempt order, so the dataset is the same for any N.
+episodes in attempt order, so the dataset is the same for any N. That one writer caps a machine at about 107
+frames/s; `shards=N` (N > 1) has each of the `workers` processes simulate and write whole seed-disjoint shards
+instead, merged by LeRobot's own merge like executor=ray (the same dataset, episode for episode).
 
-Ray: `executor=ray shards=N [ray_address=auto|host:port]` simulates and writes seed-disjoint shards of attempts in
-Ray tasks, each its own dataset through the same writer, and merges them with LeRobot's own merge; the result is
-the executor=local dataset episode for episode, and a rerun redoes only missing shards (genba/datasets/distributed.py).
+Ray: `executor=ray shards=N [ray_address=auto|host:port]` runs the same shards as Ray tasks (on a cluster). Either
+way the result is the unsharded dataset episode for episode, and a rerun after a killed driver or a failed shard
+redoes only the missing shards (genba/datasets/distributed.py, shards.py).
 
 Imagined episodes: `backend=worldmodel worldmodel=<run>` runs the same expert, seeds and loop in the world model's env
 (genba.worldmodel.make_env: each episode starts from the MuJoCo reset of its seed, every later frame and joint state
@@ -68,6 +76,7 @@ from pathlib import Path
 from typing import Any
 
 from genba import keys
+from genba.datasets.simulate import close_envs, simulate_episode
 from genba.errors import GenbaError
 from genba.io import one_line
 from genba.sim.config import LANGS
@@ -81,7 +90,8 @@ IDENTITY_FIELDS = ("task", "image_size", "cameras", "depth", "lang", "seed", "no
 # Content options added later: part of the identity only when not at their default, so that datasets written before
 # they existed still resume.
 LATER_IDENTITY_FIELDS = {"multisampling": True, "vcodec": "av1", "audio": False, "voices": [], "audio_noise": "none",
-                         "audio_snr": 20.0, "backend": "mujoco", "worldmodel": ""}  # fmt: skip
+                         "audio_snr": 20.0, "backend": "mujoco", "worldmodel": "", "policy": "scripted",
+                         "after_success": 0}  # fmt: skip
 VCODECS = {"av1": "libsvtav1", "h264": "h264", "hevc": "hevc"}  # genba's name -> lerobot's (FFmpeg's) encoder
 AV1_PRESETS = tuple(str(p) for p in range(14))  # SVT-AV1: 0 slowest .. 13 fastest (lerobot's default 12)
 X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
@@ -114,7 +124,11 @@ class CollectConfig:
     executor: str = field(
         default="local", metadata={"help": "local (this process + workers) or ray (shards as Ray tasks, merged)"}
     )
-    shards: int = field(default=0, metadata={"help": "executor=ray: shards per round of attempts (0 = workers)"})
+    shards: int = field(
+        default=0,
+        metadata={"help": "shards per round of attempts, each simulated and written by one process (a Ray task or one "
+                  "of the local workers) and merged by LeRobot's merge; 0 = workers with ray, 1 (one writer) local"},
+    )  # fmt: skip
     ray_address: str = field(
         default="", metadata={"help": "executor=ray: '' starts a local Ray instance; auto, or host:port of a cluster"}
     )
@@ -139,6 +153,14 @@ class CollectConfig:
     audio_snr: float = field(default=20.0, metadata={"help": "audio=true: speech-to-noise ratio in dB"})
     backend: str = field(default="mujoco", metadata={"help": "mujoco, or worldmodel: imagined episodes (synthetic)"})
     worldmodel: str = field(default="", metadata={"help": "backend=worldmodel: the world-model run folder"})
+    policy: str = field(
+        default="scripted", metadata={"help": "who acts: scripted (the expert, with noise=), or a built-in weak "
+                                      "policy for failure data: hold, random, scripted:noise=0.3, ..."},
+    )  # fmt: skip
+    after_success: int = field(
+        default=0, metadata={"help": "steps recorded after the first success, with a per-frame next.success column "
+                             "(labels for a world model's success head); 0 = stop at success, no column"},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.task not in TASK_NAMES:
@@ -169,9 +191,9 @@ class CollectConfig:
         if self.executor not in EXECUTORS:
             raise ValueError(f"executor={self.executor!r} is not one of {', '.join(EXECUTORS)}")
         if not isinstance(self.shards, int) or not 0 <= self.shards <= 100_000:
-            raise ValueError(f"shards={self.shards!r} must be an integer >= 0 (0 = workers)")
+            raise ValueError(f"shards={self.shards!r} must be an integer >= 0 (0 = workers with ray, 1 local)")
         if self.shards == 0:
-            self.shards = self.workers
+            self.shards = self.workers if self.executor == "ray" else 1
         if self.vcodec not in VCODECS:
             raise ValueError(f"vcodec={self.vcodec!r} is not one of {', '.join(VCODECS)}")
         presets = AV1_PRESETS if self.vcodec == "av1" else X26X_PRESETS
@@ -186,10 +208,26 @@ class CollectConfig:
             raise ValueError(f"backend={self.backend!r} is not one of {', '.join(BACKENDS)}")
         if (self.backend == "worldmodel") != bool(self.worldmodel):
             raise ValueError("backend=worldmodel needs worldmodel=<run>, and worldmodel= needs backend=worldmodel")
-        if self.worldmodel and self.executor == "ray":
-            raise ValueError("backend=worldmodel needs executor=local")
+        if self.worldmodel and self.sharded:
+            raise ValueError("backend=worldmodel needs executor=local and shards=1")
+        self._check_policy()
         if not self.out:
             self.out = f"outputs/{self.task}"
+
+    def _check_policy(self) -> None:
+        from genba.policies.registry import builtin_options
+
+        if self.policy != "scripted":
+            if builtin_options(self.policy) is None:  # a VLA or a user class would need cameras the writer decides
+                raise ValueError(f"policy={self.policy!r} is not a built-in policy (scripted, hold, random, linear, "
+                                 "with options as scripted:noise=0.3)")  # fmt: skip
+            if self.noise:
+                raise ValueError(f"noise={self.noise} is the expert's; with policy={self.policy} give it as "
+                                 "policy=scripted:noise=<rad>")  # fmt: skip
+        if not isinstance(self.after_success, int) or not 0 <= self.after_success <= 1000:
+            raise ValueError(f"after_success={self.after_success!r} must be an integer in [0, 1000]")
+        if self.after_success and self.worldmodel:
+            raise ValueError("after_success= needs backend=mujoco (the labels are MuJoCo's success predicate)")
 
     def _check_audio(self) -> None:
         from genba.speech.instruction import NO_NOISE, parse_voices
@@ -200,13 +238,18 @@ class CollectConfig:
             if self.voices or self.audio_noise != NO_NOISE:
                 raise ValueError("voices= and audio_noise= need audio=true")
             return
-        if self.executor == "ray":  # the merge (distributed.py) does not carry meta/genba/audio yet
-            raise ValueError("audio=true needs executor=local")
+        if self.sharded:  # the merge (distributed.py) does not carry meta/genba/audio yet
+            raise ValueError("audio=true needs executor=local and shards=1")
         if self.audio_noise not in (NO_NOISE, *NOISE_KINDS):
             raise ValueError(f"audio_noise={self.audio_noise!r} is not one of {NO_NOISE}, {', '.join(NOISE_KINDS)}")
         if not isinstance(self.audio_snr, int | float) or not -30 <= self.audio_snr <= 60:
             raise ValueError(f"audio_snr={self.audio_snr!r} must be a number in [-30, 60] dB")
         parse_voices(self.voices, ("en", "ja") if self.lang == "mixed" else (self.lang,))  # fails before any work
+
+    @property
+    def sharded(self) -> bool:
+        """Shards written by several processes (Ray tasks or local ones) and merged, not one writer."""
+        return self.executor == "ray" or self.shards > 1
 
     def audio_job(self) -> dict | None:
         """What simulate_episode needs to speak the instruction (plain data: it crosses to worker processes)."""
@@ -228,7 +271,7 @@ class CollectConfig:
 
     def env_overrides(self) -> dict[str, Any]:
         return {"image_size": self.image_size, "cameras": list(self.cameras), "depth": self.depth, "lang": self.lang,
-                "fps": self.fps}  # fmt: skip
+                "fps": self.fps} | ({"after_success": self.after_success} if self.after_success else {})  # fmt: skip
 
 
 def run_collect(cfg: CollectConfig) -> dict:
@@ -238,7 +281,7 @@ def run_collect(cfg: CollectConfig) -> dict:
 
     started = time.perf_counter()
     fps, env_state_dim = _probe_env(cfg)
-    if cfg.executor == "ray":
+    if cfg.sharded:
         from genba.datasets.distributed import run_distributed
 
         return run_distributed(cfg, fps, dataset_features(cfg, env_state_dim))
@@ -305,31 +348,6 @@ def _keep(cfg: CollectConfig, writer: Any, result: dict) -> int:
     return 0
 
 
-def collect_attempts(cfg: CollectConfig, root: str | Path, start: int, stop: int, fail_at: int | None = None) -> dict:
-    """Simulate expert attempts [start, stop) in this process and write the ones to keep into the dataset at `root`
-    (a shard of executor=ray; resumable: a rerun continues after the last committed attempt). Returns the counts.
-
-    fail_at: fault injection for the tests, the attempt at which to raise instead of writing.
-    """
-    from genba.datasets.writer import open_writer
-
-    fps, env_state_dim = _probe_env(cfg)
-    identity = {**cfg.identity(), "attempts": [start, stop]}
-    writer = open_writer(root, fps, dataset_features(cfg, env_state_dim), identity, video=cfg.video())
-    n = stop - start
-    results = _simulate(cfg, first=start + writer.attempts, stop=lambda: (writer.attempts >= n, n - writer.attempts),
-                        workers=1)  # fmt: skip
-    try:
-        for result in results:
-            if result["attempt"] == fail_at:
-                raise RuntimeError(f"injected failure at attempt {fail_at} (GENBA_FAIL_AT)")
-            _keep(cfg, writer, result)
-    finally:
-        results.close()
-        writer.close()
-    return {k: getattr(writer, k) for k in ("episodes", "frames", "attempts", "successes")}
-
-
 def _done(cfg: CollectConfig, writer: Any, max_attempts: int) -> tuple[bool, int]:
     """(finished?, attempts still allowed) given what is committed."""
     left = cfg.episodes - writer.episodes
@@ -356,6 +374,8 @@ def dataset_features(cfg: CollectConfig, env_state_dim: int) -> dict[str, dict]:
     names = [f"slot{k}.{f}" for k in range(slots) for f in SLOT_FIELDS] if env_state_dim % 7 == 0 else None
     features[keys.OBS_ENV_STATE] = {"dtype": "float32", "shape": (env_state_dim,), "names": names}
     features[keys.ACTION] = {"dtype": "float32", "shape": (len(joints),), "names": joints}
+    if cfg.after_success:  # LeRobot's per-frame label: the task holds after action t
+        features[keys.NEXT_SUCCESS] = {"dtype": "bool", "shape": (1,), "names": None}
     return features
 
 
@@ -382,7 +402,7 @@ def _simulate(cfg: CollectConfig, first: int, stop: Any, workers: int | None = N
     """
     job = {"task": cfg.task, "env": cfg.env_overrides(), "noise": float(cfg.noise), "base_seed": cfg.seed,
            "samples": None if cfg.multisampling else 0, "audio": cfg.audio_job(),
-           "worldmodel": cfg.worldmodel}  # fmt: skip
+           "worldmodel": cfg.worldmodel, "policy": cfg.policy}  # fmt: skip
     workers = workers or cfg.workers
     if workers == 1:
         attempt = first
@@ -391,7 +411,7 @@ def _simulate(cfg: CollectConfig, first: int, stop: Any, workers: int | None = N
                 yield simulate_episode({**job, "attempt": attempt})
                 attempt += 1
         finally:
-            _close_envs()  # renderers hold GL contexts; a library caller may collect again with other options
+            close_envs()  # renderers hold GL contexts; a library caller may collect again with other options
         return
 
     import multiprocessing
@@ -433,59 +453,3 @@ def _exit_with_parent(parent: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True, name="genba-exit-with-parent").start()
-
-
-_ENVS: dict[tuple, Any] = {}  # per process: building the env (and its renderer) once, not per episode
-
-
-def _close_envs() -> None:
-    while _ENVS:
-        _ENVS.popitem()[1].close()
-
-
-def simulate_episode(job: dict) -> dict:
-    """Run one expert attempt; returns {"frames": {feature: (T, ...) array}, "task", "success", "seed", ...}.
-
-    A top-level function of plain-dict input so that spawned worker processes can run it.
-    """
-    from genba.policies.rollout import rollout
-    from genba.policies.scripted import ScriptedPolicy
-    from genba.sim import make
-    from genba.sim.render import offscreen_samples
-
-    samples = job.get("samples")
-    run = job.get("worldmodel")
-    env_key = (job["task"], tuple(sorted((k, str(v)) for k, v in job["env"].items())), samples, run)
-    if env_key not in _ENVS and run:  # imagined episodes (genba.worldmodel is above datasets: imported here)
-        from genba.worldmodel import make_env
-
-        _ENVS[env_key] = make_env(job["task"], run=run, **job["env"])
-    if env_key not in _ENVS:
-        _ENVS[env_key] = make(job["task"], **job["env"])
-    env = _ENVS[env_key]
-    seed = job["base_seed"] + job["attempt"]
-    expert = ScriptedPolicy(job["task"], noise=job["noise"], seed=seed, fps=env.unwrapped.fps)
-    with offscreen_samples(samples):  # the env makes its renderer at its first reset, inside the rollout
-        episode = rollout(env, expert, seed, record=True)
-    spec = env.unwrapped.episode_spec()
-    speech = {}
-    if job.get("audio"):  # synthesized here, in the worker: TTS is the slow part, the writer takes bytes
-        from genba.speech.instruction import parse_voices, speak_instruction
-
-        audio = job["audio"]
-        voices = parse_voices(audio["voices"], (spec["lang"],))
-        flac, meta = speak_instruction(episode.task, spec["lang"], voices, seed, audio["noise"], audio["snr"])
-        speech = {"audio_flac": flac, "audio": meta}
-    return speech | {
-        "frames": episode.frames,  # every array the arm observed (the dataset's features) and the actions
-        "task": episode.task,
-        "seed": seed,
-        "attempt": job["attempt"],
-        "success": episode.success,
-        "length": episode.steps,
-        "truncation_reason": episode.truncation_reason,
-        "noise": job["noise"],
-        "physics": spec["physics"],
-        "spec": spec,
-        **({"synthetic": True, "worldmodel": run} if run else {}),  # imagined by the world model
-    }

@@ -29,6 +29,11 @@ class EnvConfig:
     )
     max_episode_steps: int | None = field(default=None, metadata={"help": "time limit; None -> the task default"})
     fps: int = field(default=10, metadata={"help": "control rate in Hz (physics substeps run inside a step)"})
+    after_success: int = field(
+        default=0,
+        metadata={"help": "steps the episode goes on after the task first succeeds (per-step success labels for a "
+                  "world model's success head); 0 = it terminates on success"},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if not isinstance(self.image_size, int) or not 16 <= self.image_size <= 1024:
@@ -45,5 +50,7 @@ class EnvConfig:
             raise ValueError(f"max_episode_steps={self.max_episode_steps!r} must be >= 1 (or None)")
         if not isinstance(self.fps, int) or not 1 <= self.fps <= 100:
             raise ValueError(f"fps={self.fps!r} must be an integer in [1, 100]")
+        if not isinstance(self.after_success, int) or not 0 <= self.after_success <= 1000:
+            raise ValueError(f"after_success={self.after_success!r} must be an integer in [0, 1000]")
         if self.depth and not self.cameras:
             raise ValueError("depth=True needs at least one camera (cameras is empty)")

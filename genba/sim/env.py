@@ -16,10 +16,12 @@ Action:
 Reset options: `instruction="shuffled"` makes the instruction name another object of the same scene (a distractor;
 genba.sim.scene.shuffle_instruction), for grounding checks; the default "as_is" keeps the task's own.
 
-Reward 1.0 on the step where the task's success predicate holds (genba.sim.tasks), else 0.0; the episode
-terminates on success. It is truncated at the time limit, or early when the physics becomes unstable (NaN / huge
-velocities / MuJoCo's own instability warnings): then info["truncation_reason"] says why and the observation is the
-last valid one.
+Reward 1.0 on each step where the task's success predicate holds (genba.sim.tasks), else 0.0; the episode
+terminates on success, or `after_success` steps after the first success when that option is set (the predicate is
+then judged on every later step too: `success_trace` holds it per step, the `next.success` labels a world model's
+success head learns from, positives and negatives after the task was done). It is truncated at the time limit, or
+early when the physics becomes unstable (NaN / huge velocities / MuJoCo's own instability warnings): then
+info["truncation_reason"] says why and the observation is the last valid one.
 """
 
 from __future__ import annotations
@@ -118,6 +120,8 @@ class GenbaEnv(gym.Env):
         self._state = np.zeros((N_SLOTS, SLOT_DIM), np.float32)
         self._warnings = np.array([d.warning[w].number for w in _INSTABILITY_WARNINGS])
         self._steps = 0
+        self.success_trace: list[bool] = []  # per step: the task's predicate after that step's action
+        self._succeeded_at: int | None = None
         if self.cfg.action_mode == "ee_delta":
             pos, _ = self._ik.fk(q0)
             self._cmd = np.array([*pos, self._ik.tool_yaw(q0)])
@@ -158,15 +162,20 @@ class GenbaEnv(gym.Env):
 
         reason = self._instability()
         if reason:
+            self.success_trace.append(False)
             return self._last_obs, 0.0, False, True, {keys.INFO_SUCCESS: False, keys.INFO_TRUNCATION_REASON: reason}
         obs = self._observe()
         self._last_obs = obs
-        success = self._task.success(self)
+        success = bool(self._task.success(self))
+        self.success_trace.append(success)
+        if success and self._succeeded_at is None:
+            self._succeeded_at = self._steps
+        terminated = self._succeeded_at is not None and self._steps - self._succeeded_at >= self.cfg.after_success
         info: dict[str, Any] = {keys.INFO_SUCCESS: success}
-        truncated = not success and self._steps >= self.max_episode_steps
+        truncated = not terminated and self._steps >= self.max_episode_steps
         if truncated:
             info[keys.INFO_TRUNCATION_REASON] = "time_limit"
-        return obs, float(success), success, truncated, info
+        return obs, float(success), terminated, truncated, info
 
     def _ee_to_joint(self, action: np.ndarray) -> np.ndarray:
         delta = np.clip(action[:4], -EE_DELTA_MAX, EE_DELTA_MAX)

@@ -18,8 +18,8 @@ import pytest
 
 from genba import keys
 from genba.cli import main
-from genba.datasets.collect import simulate_episode
 from genba.datasets.commit import read_episode_meta
+from genba.datasets.simulate import simulate_episode
 from genba.datasets.writer import repo_id_for
 
 pytestmark = pytest.mark.xdist_group("datasets_collect")  # one xdist worker: the module fixture is built once

@@ -1,0 +1,79 @@
+"""One attempt of `genba collect`, in whichever process simulates it: build (once per process) the env of the job's
+options, run the job's policy through the one episode loop, speak the instruction when asked, and return plain data
+for the writer. A top-level function of plain-dict input, so that spawned workers and Ray tasks can run it.
+
+Policies: `scripted` (the task's expert, with the job's `noise`), or a built-in weak policy from the registry
+(`hold`, `random`, `scripted:noise=0.3`; weak policies give a world model's success head its failures), whose random
+draws come from NumPy's generator seeded with the attempt's seed. With the env option `after_success`, the frames
+carry `next.success` (T, 1) bool: the task's predicate after each action, from the env's `success_trace`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from genba import keys
+
+_ENVS: dict[tuple, Any] = {}  # per process: building the env (and its renderer) once, not per episode
+
+
+def close_envs() -> None:
+    while _ENVS:
+        _ENVS.popitem()[1].close()
+
+
+def simulate_episode(job: dict) -> dict:
+    """Run one attempt; returns {"frames": {feature: (T, ...) array}, "task", "success", "seed", ...}."""
+    from genba.policies.rollout import rollout
+    from genba.policies.scripted import ScriptedPolicy
+    from genba.sim import make
+    from genba.sim.render import offscreen_samples
+
+    samples = job.get("samples")
+    run = job.get("worldmodel")
+    env_key = (job["task"], tuple(sorted((k, str(v)) for k, v in job["env"].items())), samples, run)
+    if env_key not in _ENVS and run:  # imagined episodes (genba.worldmodel is above datasets: imported here)
+        from genba.worldmodel import make_env
+
+        _ENVS[env_key] = make_env(job["task"], run=run, **job["env"])
+    if env_key not in _ENVS:
+        _ENVS[env_key] = make(job["task"], **job["env"])
+    env = _ENVS[env_key]
+    seed = job["base_seed"] + job["attempt"]
+    fps = env.unwrapped.fps
+    if job.get("policy", "scripted") == "scripted":
+        expert = ScriptedPolicy(job["task"], noise=job["noise"], seed=seed, fps=fps)
+    else:  # a built-in weak policy; its noise and random draws come from NumPy's generator, seeded per attempt
+        from genba.policies.registry import policy_factory
+
+        np.random.seed(seed)  # the registry's weak policies draw from NumPy's global generator
+        expert = policy_factory(job["policy"], task=job["task"], seed=seed, fps=fps, horizon=1)()
+    with offscreen_samples(samples):  # the env makes its renderer at its first reset, inside the rollout
+        episode = rollout(env, expert, seed, record=True)
+    if job["env"].get("after_success"):  # (T, 1) bool: the predicate after each action, also after the success
+        episode.frames[keys.NEXT_SUCCESS] = np.asarray(env.unwrapped.success_trace, bool)[: episode.steps, None]
+    spec = env.unwrapped.episode_spec()
+    speech = {}
+    if job.get("audio"):  # synthesized here, in the worker: TTS is the slow part, the writer takes bytes
+        from genba.speech.instruction import parse_voices, speak_instruction
+
+        audio = job["audio"]
+        voices = parse_voices(audio["voices"], (spec["lang"],))
+        flac, meta = speak_instruction(episode.task, spec["lang"], voices, seed, audio["noise"], audio["snr"])
+        speech = {"audio_flac": flac, "audio": meta}
+    return speech | {
+        "frames": episode.frames,  # every array the arm observed (the dataset's features) and the actions
+        "task": episode.task,
+        "seed": seed,
+        "attempt": job["attempt"],
+        "success": episode.success,
+        "length": episode.steps,
+        "truncation_reason": episode.truncation_reason,
+        "noise": job["noise"],
+        **({"policy": job["policy"]} if job.get("policy", "scripted") != "scripted" else {}),
+        "physics": spec["physics"],
+        "spec": spec,
+        **({"synthetic": True, "worldmodel": run} if run else {}),  # imagined by the world model
+    }
