@@ -40,7 +40,8 @@ up after 10 x episodes + 10 attempts); `expert_success_rate` counts every attemp
 attempt (useful with noise>0 for recovery data); episode i then has seed `seed + i`.
 
 Who acts and success labels: `policy=` other than the expert (`hold`, `random`, `scripted:noise=0.3`, the registry's
-built-in weak policies) with keep_failed=true gives the failures a world model's success head needs;
+built-in weak policies, or a list of them taken in turn per attempt) with keep_failed=true gives the failures and
+near-misses a world model's success head needs;
 `after_success=K` records K steps past the first success and adds LeRobot's per-frame `next.success` (1,) bool
 column (the task's predicate after each action; genba/datasets/simulate.py runs one attempt). Both are part of the
 identity.
@@ -153,9 +154,10 @@ class CollectConfig:
     audio_snr: float = field(default=20.0, metadata={"help": "audio=true: speech-to-noise ratio in dB"})
     backend: str = field(default="mujoco", metadata={"help": "mujoco, or worldmodel: imagined episodes (synthetic)"})
     worldmodel: str = field(default="", metadata={"help": "backend=worldmodel: the world-model run folder"})
-    policy: str = field(
-        default="scripted", metadata={"help": "who acts: scripted (the expert, with noise=), or a built-in weak "
-                                      "policy for failure data: hold, random, scripted:noise=0.3, ..."},
+    policy: Any = field(
+        default="scripted",
+        metadata={"help": "who acts: scripted (the expert, with noise=), a built-in weak policy for failure data "
+                  "(hold, random, scripted:noise=0.3, ...), or a list of them: attempt j acts with the (j mod n)-th"},
     )  # fmt: skip
     after_success: int = field(
         default=0, metadata={"help": "steps recorded after the first success, with a per-frame next.success column "
@@ -217,17 +219,25 @@ class CollectConfig:
     def _check_policy(self) -> None:
         from genba.policies.registry import builtin_options
 
-        if self.policy != "scripted":
-            if builtin_options(self.policy) is None:  # a VLA or a user class would need cameras the writer decides
-                raise ValueError(f"policy={self.policy!r} is not a built-in policy (scripted, hold, random, linear, "
+        if isinstance(self.policy, list | tuple) and len(self.policy) == 1:
+            self.policy = self.policy[0]
+        if not self.policies() or not all(isinstance(p, str) for p in self.policies()):
+            raise ValueError(f"policy={self.policy!r} must be a policy name or a non-empty list of them")
+        for policy in self.policies():
+            if policy != "scripted" and builtin_options(policy) is None:  # a VLA would need what the writer decides
+                raise ValueError(f"policy={policy!r} is not a built-in policy (scripted, hold, random, linear, "
                                  "with options as scripted:noise=0.3)")  # fmt: skip
-            if self.noise:
-                raise ValueError(f"noise={self.noise} is the expert's; with policy={self.policy} give it as "
-                                 "policy=scripted:noise=<rad>")  # fmt: skip
+        if self.noise and self.policy != "scripted":
+            raise ValueError(f"noise={self.noise} is the expert's; with policy={self.policy} give it as "
+                             "policy=scripted:noise=<rad>")  # fmt: skip
         if not isinstance(self.after_success, int) or not 0 <= self.after_success <= 1000:
             raise ValueError(f"after_success={self.after_success!r} must be an integer in [0, 1000]")
         if self.after_success and self.worldmodel:
             raise ValueError("after_success= needs backend=mujoco (the labels are MuJoCo's success predicate)")
+
+    def policies(self) -> list[str]:
+        """Who acts, in attempt order (attempt j: the (j mod n)-th)."""
+        return list(self.policy) if isinstance(self.policy, list | tuple) else [self.policy]
 
     def _check_audio(self) -> None:
         from genba.speech.instruction import NO_NOISE, parse_voices
@@ -402,7 +412,7 @@ def _simulate(cfg: CollectConfig, first: int, stop: Any, workers: int | None = N
     """
     job = {"task": cfg.task, "env": cfg.env_overrides(), "noise": float(cfg.noise), "base_seed": cfg.seed,
            "samples": None if cfg.multisampling else 0, "audio": cfg.audio_job(),
-           "worldmodel": cfg.worldmodel, "policy": cfg.policy}  # fmt: skip
+           "worldmodel": cfg.worldmodel, "policies": cfg.policies()}  # fmt: skip
     workers = workers or cfg.workers
     if workers == 1:
         attempt = first

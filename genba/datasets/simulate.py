@@ -2,10 +2,11 @@
 options, run the job's policy through the one episode loop, speak the instruction when asked, and return plain data
 for the writer. A top-level function of plain-dict input, so that spawned workers and Ray tasks can run it.
 
-Policies: `scripted` (the task's expert, with the job's `noise`), or a built-in weak policy from the registry
-(`hold`, `random`, `scripted:noise=0.3`; weak policies give a world model's success head its failures), whose random
-draws come from NumPy's generator seeded with the attempt's seed. With the env option `after_success`, the frames
-carry `next.success` (T, 1) bool: the task's predicate after each action, from the env's `success_trace`.
+Policies: attempt j acts with `policies[j mod n]`: `scripted` (the task's expert, with the job's `noise`), or a
+built-in weak policy from the registry (`hold`, `random`, `scripted:noise=0.3`; weak policies give a world model's
+success head its failures), whose random draws come from NumPy's generator seeded with the attempt's seed. With the
+env option `after_success`, the frames carry `next.success` (T, 1) bool: the task's predicate after each action,
+from the env's `success_trace`.
 """
 
 from __future__ import annotations
@@ -43,13 +44,15 @@ def simulate_episode(job: dict) -> dict:
     env = _ENVS[env_key]
     seed = job["base_seed"] + job["attempt"]
     fps = env.unwrapped.fps
-    if job.get("policy", "scripted") == "scripted":
+    policies = job.get("policies") or ["scripted"]
+    policy = policies[job["attempt"] % len(policies)]
+    if policy == "scripted":
         expert = ScriptedPolicy(job["task"], noise=job["noise"], seed=seed, fps=fps)
     else:  # a built-in weak policy; its noise and random draws come from NumPy's generator, seeded per attempt
         from genba.policies.registry import policy_factory
 
         np.random.seed(seed)  # the registry's weak policies draw from NumPy's global generator
-        expert = policy_factory(job["policy"], task=job["task"], seed=seed, fps=fps, horizon=1)()
+        expert = policy_factory(policy, task=job["task"], seed=seed, fps=fps, horizon=1)()
     with offscreen_samples(samples):  # the env makes its renderer at its first reset, inside the rollout
         episode = rollout(env, expert, seed, record=True)
     if job["env"].get("after_success"):  # (T, 1) bool: the predicate after each action, also after the success
@@ -72,7 +75,7 @@ def simulate_episode(job: dict) -> dict:
         "length": episode.steps,
         "truncation_reason": episode.truncation_reason,
         "noise": job["noise"],
-        **({"policy": job["policy"]} if job.get("policy", "scripted") != "scripted" else {}),
+        **({"policy": policy} if policies != ["scripted"] else {}),
         "physics": spec["physics"],
         "spec": spec,
         **({"synthetic": True, "worldmodel": run} if run else {}),  # imagined by the world model

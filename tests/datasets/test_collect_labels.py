@@ -104,10 +104,22 @@ def test_weak_policy_is_seeded_and_recorded(tmp_path):
     assert not a[keys.NEXT_SUCCESS].any()
 
 
+def test_a_mixture_of_policies_takes_turns(tmp_path):
+    out = tmp_path / "mix"
+    collect(out, "episodes=4", "policy=[scripted,hold]", f"after_success={K}")
+    records = read_all_episode_meta(out)
+    assert [r["policy"] for r in records] == ["scripted", "hold"] * 2
+    assert [r["success"] for r in records] == [True, False] * 2  # reach: the arm at rest never touches the target
+    labels = per_episode(columns(out), keys.NEXT_SUCCESS)
+    assert [int(x.sum()) for x in labels][1::2] == [0, 0] and all(x.sum() == K + 1 for x in labels[::2])
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
         (["policy=teleop"], "policy='teleop' is not a built-in policy"),
+        (["policy=[hold,'vla:x']"], "policy='vla:x' is not a built-in policy"),
+        (["policy=[]"], "must be a policy name or a non-empty list of them"),
         (["policy=hold", "noise=0.2"], "with policy=hold give it as policy=scripted:noise=<rad>"),
         (["after_success=-1"], "after_success=-1 must be an integer in [0, 1000]"),
         (["backend=worldmodel", "worldmodel=/nowhere", "after_success=3"], "after_success= needs backend=mujoco"),
