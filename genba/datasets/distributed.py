@@ -1,12 +1,14 @@
-"""`genba collect executor=ray`: episodes simulated and written by Ray tasks in seed-disjoint shards, merged by
-LeRobot's own merge (lerobot.datasets.aggregate.aggregate_datasets, what `lerobot-edit-dataset --operation.type=merge`
-runs).
+"""Sharded `genba collect`: episodes simulated and written in seed-disjoint shards, by Ray tasks (executor=ray) or by
+local processes (executor=local shards=N), merged by LeRobot's own merge (lerobot.datasets.aggregate.
+aggregate_datasets, what `lerobot-edit-dataset --operation.type=merge` runs).
 
+    genba collect task=pick_place episodes=1000 out=data/pp workers=2 shards=2                     # local processes
     genba collect task=pick_place episodes=1000 out=data/pp executor=ray shards=16                 # local Ray
     genba collect task=pick_place episodes=1000 out=/shared/pp executor=ray shards=64 ray_address=auto   # a cluster
 
 Shards. Expert attempt j has seed `seed + j`, as with executor=local. A shard is a contiguous range of attempts
-[start, stop): one Ray task (one CPU) simulates it and writes it with genba's crash-safe writer
+[start, stop): one process (a Ray task of one CPU, or one of `workers` local processes: genba/datasets/shards.py)
+simulates it and writes it with genba's crash-safe writer
 (genba/datasets/writer.py) into its own LeRobotDataset v3, `<out's parent>/.<out's name>.genba-shards/
 attempts-<start>-<stop>/`, keeping the same episodes that executor=local would keep from those attempts. So that
 the result is the local one episode for episode, attempts are planned in rounds: a round covers as many new attempts
@@ -22,9 +24,12 @@ its last committed episode), then merges. A shard that still fails after its ret
 
 Merge. The shards (after the existing dataset at `out`, when a run extends one) are merged by lerobot's
 aggregate_datasets into `.<name>.genba-merging`, genba's per-episode metadata and a checkpointed commit record are
-written beside it (so the merged folder is an ordinary genba dataset: `genba collect` can extend it, locally or on
-Ray), and it is renamed into place; the shard folder is then deleted. Datasets with other fps, robot type or
+written beside it (so the merged folder is an ordinary genba dataset: `genba collect` can extend it with any
+executor), and it is renamed into place; the shard folder is then deleted. Datasets with other fps, robot type or
 features are refused with one line naming the difference, before lerobot is called.
+
+Local processes. With executor=local and shards > 1, `workers` spawned processes each simulate and write whole
+shards, so the video encoding and lerobot's per-frame bookkeeping run in several processes instead of one writer's.
 
 Cluster. With `ray_address` empty, a local Ray instance with `workers` CPUs is started on loopback (and stopped at
 the end); `auto` joins the cluster `ray start` runs on this machine (or RAY_ADDRESS); `host:port` joins that one.
@@ -38,18 +43,17 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from genba.datasets.commit import EPISODES_FILE, read_commit, write_commit
+from genba.datasets.shards import ProcessRunner, RayRunner
 from genba.errors import GenbaError
 from genba.io import atomic_write, dumps, one_line
 
 PLAN_FILE = "plan.json"
-SHARD_RETRIES = 2  # Ray reruns a task whose worker died or raised, this many times, before the shard counts as failed
 
 
 def shard_dir(out: Path) -> Path:
@@ -68,30 +72,17 @@ def split_range(start: int, stop: int, parts: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
 
-# ----------------------------------------------------------------- one shard (runs inside a Ray task)
-def collect_shard(job: dict) -> dict:
-    """Simulate attempts [start, stop) and write the episodes to keep into the shard's own dataset; resumable.
-
-    job: "config" (CollectConfig fields), "start", "stop", "root", "fail_at" (test fault injection, or None).
-    Returns the shard's counts and its seconds.
-    """
-    from genba.datasets.collect import CollectConfig, collect_attempts
-
-    started = time.perf_counter()
-    cfg = CollectConfig(**job["config"])
-    start, stop = job["start"], job["stop"]
-    counts = collect_attempts(cfg, job["root"], start, stop, fail_at=job.get("fail_at"))
-    return {**counts, "start": start, "stop": stop, "seconds": round(time.perf_counter() - started, 3),
-            "host": socket.gethostname()}  # fmt: skip
-
-
 def shard_done(root: Path, start: int, stop: int) -> dict | None:
-    """The shard's commit record when it holds all its attempts, else None."""
+    """The shard's commit record when it holds all its attempts, checkpointed (lerobot's files finalized), else None.
+    A shard process killed after its last commit point but before its checkpoint is not done: its rerun replays the
+    write-ahead log into lerobot's files without simulating anything again."""
     try:
         commit = read_commit(root) if root.is_dir() else None
     except GenbaError:
         return None
-    return commit if commit is not None and commit["attempts"] >= stop - start else None
+    if commit is None or commit["attempts"] < stop - start:
+        return None
+    return commit if commit["checkpoint"]["episodes"] == commit["episodes"] else None
 
 
 # ----------------------------------------------------------------- the driver
@@ -117,9 +108,10 @@ def run_distributed(cfg: Any, fps: int, features: dict[str, dict]) -> dict:
         max_attempts = cfg.episodes if cfg.keep_failed else 10 * cfg.episodes + 10
         plan = _load_plan(out, cfg, base_attempts)
         shards: dict[tuple[int, int], dict] = {}
-        bar = tqdm(total=cfg.episodes, initial=min(base_eps, cfg.episodes), desc=f"collect {cfg.task} (ray)",
+        where = "ray" if cfg.executor == "ray" else f"{cfg.shards} shards"
+        bar = tqdm(total=cfg.episodes, initial=min(base_eps, cfg.episodes), desc=f"collect {cfg.task} ({where})",
                    unit="ep", file=sys.stderr)  # fmt: skip
-        runner = _RayRunner(cfg)
+        runner = RayRunner(cfg) if cfg.executor == "ray" else ProcessRunner(cfg)
         try:
             while True:
                 todo = [(a, b) for rnd in plan["rounds"] for a, b in rnd if (a, b) not in shards]
@@ -138,6 +130,9 @@ def run_distributed(cfg: Any, fps: int, features: dict[str, dict]) -> dict:
                 new = split_range(attempts, attempts + min(missing, max_attempts - attempts), cfg.shards)
                 plan["rounds"].append([list(r) for r in new])
                 _save_plan(out, plan)
+        except BaseException:
+            runner.abort()  # Ctrl-C or an error: stop the shards now (each keeps its committed episodes)
+            raise
         finally:
             runner.close()
             bar.close()
@@ -195,8 +190,9 @@ def run_distributed(cfg: Any, fps: int, features: dict[str, dict]) -> dict:
         "resumed_from_episode": base_eps,
         "attempts": attempts,
         "fps": fps,
-        "executor": "ray",
-        "ray_address": runner.address,
+        "executor": cfg.executor,
+        "workers": cfg.workers,
+        **({"ray_address": runner.address} if cfg.executor == "ray" else {}),
         "collect_seconds": round(collect_s, 3),
         "merge_seconds": round(merge_s, 3),
         "shards": [_public(shards[k], cfg.seed) for k in sorted(shards)],
@@ -216,99 +212,6 @@ def _public(shard: dict, seed: int) -> dict:
     s = {**shard, "seeds": [seed + shard["start"], seed + shard["stop"] - 1]}
     s.setdefault("seconds", 0.0)
     return s
-
-
-class _RayRunner:
-    """Connects to Ray on first use (so a run with every shard done starts nothing) and runs shards as tasks."""
-
-    def __init__(self, cfg: Any) -> None:
-        self.address = cfg.ray_address or "local"
-        self._started_here = False
-        self._connected = False
-
-    def _connect(self, cfg: Any) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise GenbaError("executor=ray needs the ray package (pip install 'ray>=2.60')") from None
-        if ray.is_initialized():  # a caller (a test, a notebook) already chose the cluster
-            self._connected = True
-            return
-        if cfg.ray_address:
-            _check_reachable(cfg.ray_address)
-            try:
-                ray.init(address=cfg.ray_address, log_to_driver=False)
-            except (ConnectionError, RuntimeError, ValueError) as e:
-                why = one_line(e)
-                raise GenbaError(f"cannot connect to the Ray cluster at ray_address={cfg.ray_address}: {why}") from None
-        else:
-            ray.init(num_cpus=cfg.workers, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
-            self._started_here = True
-        self._connected = True
-
-    def run(self, cfg: Any, out: Path, ranges: list[tuple[int, int]], bar: Any, committed: int) -> dict:
-        if not ranges:
-            return {}
-        if not self._connected:
-            self._connect(cfg)
-        import ray
-        from ray.exceptions import RayError, RayTaskError
-
-        task = ray.remote(num_cpus=1, max_retries=SHARD_RETRIES, retry_exceptions=True)(collect_shard)
-        config = {f: getattr(cfg, f) for f in cfg.__dataclass_fields__}
-        fail_at = os.environ.get("GENBA_FAIL_AT")  # fault injection for the tests: attempt that raises
-        refs = {}
-        for a, b in ranges:
-            job = {"config": config, "start": a, "stop": b, "root": str(shard_root(out, a, b)),
-                   "fail_at": int(fail_at) if fail_at else None}  # fmt: skip
-            refs[task.remote(job)] = (a, b)
-        results: dict[tuple[int, int], dict] = {}
-        while refs:
-            ready, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)
-            for ref in ready:
-                a, b = refs.pop(ref)
-                try:
-                    results[(a, b)] = {**ray.get(ref), "status": "ran"}
-                except RayError as e:
-                    cause = e.cause if isinstance(e, RayTaskError) and e.cause is not None else e
-                    results[(a, b)] = {"start": a, "stop": b, "status": "failed", "error": one_line(cause),
-                                       "episodes": 0, "frames": 0, "attempts": 0, "successes": 0}  # fmt: skip
-            # one bar over every shard: committed episodes, read from the shards' commit records
-            running = sum(_committed(shard_root(out, a, b)) for a, b in refs.values())
-            finished = sum(r["episodes"] for r in results.values() if r["status"] != "failed")
-            bar.n = min(committed + finished + running, bar.total)
-            bar.refresh()
-        return results
-
-    def close(self) -> None:
-        if self._started_here:
-            import ray
-
-            ray.shutdown()
-
-
-def _committed(root: Path) -> int:
-    try:
-        commit = read_commit(root) if root.is_dir() else None
-    except GenbaError:
-        return 0
-    return commit["episodes"] if commit else 0
-
-
-def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Ray retries an unreachable head for minutes; a TCP connect says at once whether anything listens there."""
-    if address == "auto":
-        return  # ray.init resolves it (RAY_ADDRESS or this machine's `ray start`) and fails at once when absent
-    hostport = address.split("://", 1)[-1]
-    host, sep, port = hostport.rpartition(":")
-    if not sep or not port.isdigit():
-        raise GenbaError(f"ray_address={address} is not auto, host:port or ray://host:port")
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-            pass
-    except OSError as e:
-        why = e.strerror or one_line(e)
-        raise GenbaError(f"cannot reach the Ray cluster at ray_address={address}: {why}") from None
 
 
 # ----------------------------------------------------------------- the plan

@@ -11,10 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+from dataset_equality import assert_same_dataset, load
 
-from genba import keys
 from genba.datasets.collect import CollectConfig, run_collect
 from genba.datasets.commit import read_all_episode_meta, read_commit
 from genba.datasets.distributed import merge_into, shard_dir, shard_root, split_range
@@ -27,12 +26,6 @@ pytestmark = pytest.mark.xdist_group("datasets_ray")  # one xdist worker: one Ra
 # 7 attempts: a second round of one attempt after the first round's two shards [0, 3) and [3, 6).
 OPTS = {"task": "reach", "episodes": 6, "noise": 0.1, "image_size": 32, "cameras": ["front"]}
 FAILING_SEED = 5
-
-
-def load(root: Path):
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
-    return LeRobotDataset(repo_id_for(root), root=root)
 
 
 @pytest.fixture(scope="module")
@@ -53,23 +46,6 @@ def local(tmp_path_factory) -> tuple[Path, dict]:
 def on_ray(ray_cluster, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("ray") / "reach"
     return out, run_collect(CollectConfig(**OPTS, out=str(out), executor="ray", shards=2))
-
-
-def assert_same_dataset(a: Path, b: Path) -> None:
-    """Same genba metadata per episode, same non-video columns, same frames up to video coding."""
-    ma, mb = read_all_episode_meta(a), read_all_episode_meta(b)
-    assert ma is not None and ma == mb
-    da, db = load(a), load(b)
-    assert da.num_episodes == db.num_episodes and da.num_frames == db.num_frames
-    assert list(da.meta.tasks.index) == list(db.meta.tasks.index)
-    ha, hb = da.hf_dataset.with_format("numpy"), db.hf_dataset.with_format("numpy")
-    assert ha.column_names == hb.column_names
-    for col in ha.column_names:
-        np.testing.assert_array_equal(np.stack(ha[col]), np.stack(hb[col]), err_msg=col)
-    cam = keys.image_key("front")
-    for i in range(len(da)):  # each file is encoded apart: close, not equal (AV1 is lossy)
-        diff = (da[i][cam] - db[i][cam]).abs().mean().item()
-        assert diff < 0.02, (i, diff)
 
 
 def test_split_range():
@@ -128,6 +104,7 @@ def test_failing_shard_reported_others_kept_rerun_redoes_only_it(ray_cluster, lo
     assert [(s["start"], s["stop"], s["status"]) for s in again["shards"]] == [
         (0, 3, "reused"), (3, 6, "ran"), (6, 7, "ran")
     ]  # fmt: skip
+    assert again["shards"][1]["resumed_from"] == 1  # attempt 3 was committed: only attempts 4 and 5 are redone
     assert not shard_dir(out).exists()
     assert_same_dataset(local[0], out)
 
