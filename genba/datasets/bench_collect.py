@@ -1,17 +1,22 @@
 """`genba bench collect`: collection frames/s for local workers and Ray, per render and codec option, and the
 per-frame costs of the scaling model in benchmarks/README.md.
 
-    genba bench collect task=pick_place episodes=6 points=[local:1,local:2,ray:2] repeats=3
+    genba bench collect task=pick_place episodes=6 points=[local:1,local:2,local:2:2,ray:2] repeats=3
 
-Each point `executor:workers` runs `genba collect` (run_collect, the real thing: MuJoCo, the expert, lerobot's
-writer; with Ray, the shards and lerobot's merge) into a fresh folder, `repeats` times; the summary quotes the median
-frames/s and episodes/s per point and option, and each point's ratio to local:1 in the same run. Ray is started once
-(a local instance with the largest Ray worker count, loopback) and its start-up is not timed; a Ray run's time does
-include its task start-up, shard writing and merge (`merge_share`: merge seconds over collect seconds).
+Each point `executor:workers[:shards]` runs `genba collect` (run_collect, the real thing: MuJoCo, the expert,
+lerobot's writer; when sharded, the shards and lerobot's merge) into a fresh folder, `repeats` times; shards default
+to collect's (1 for local: one writer; workers for ray), so `local:2:2` is two local processes that each simulate and
+write a shard. The summary quotes the median frames/s and episodes/s per point and option, and each point's ratio to
+local:1 in the same run. Ray is started once (a local instance with the largest Ray worker count, loopback) and its
+start-up is not timed; a sharded run's time does include its process or task start-up, shard writing and merge
+(`merge_share`: merge seconds over collect seconds).
 
 The model's costs are measured apart on the same episodes in this process: `sim_render_ms` per frame (physics, the
 expert and the cameras, no writing) and `write_ms` per frame (lerobot's writer with its video encoding, from frames
-already in memory).
+already in memory); and, per codec, the decode cost of training on that dataset, per dataset frame (every camera)
+through genba's clip loader's decoder (torchcodec in lerobot's seek mode): `decode_in_order_ms` decoding every frame
+in order (what building genba's frame cache costs, once per dataset) and `decode_random_ms` decoding single frames
+at random rows (what a loader without a frame cache pays per sample, like lerobot's LeRobotDataset or cache=off).
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ class BenchCollectConfig:
     cameras: list[str] = field(default_factory=lambda: ["front", "wrist"], metadata={"help": "cameras"})
     fps: int = field(default=10, metadata={"help": "control rate"})
     points: list[str] = field(
-        default_factory=lambda: ["local:1", "local:2", "ray:2"], metadata={"help": "executor:workers to time"}
+        default_factory=lambda: ["local:1", "local:2", "local:2:2", "ray:2"],
+        metadata={"help": "executor:workers[:shards] to time (shards: 1 local, workers ray by default)"},
     )
     multisampling: list[bool] = field(default_factory=lambda: [True, False], metadata={"help": "render options"})
     vcodec: list[str] = field(default_factory=lambda: ["av1"], metadata={"help": "codecs (av1, h264, hevc)"})
@@ -44,9 +50,10 @@ class BenchCollectConfig:
 
     def __post_init__(self) -> None:
         for p in self.points:
-            executor, _, workers = p.partition(":")
-            if executor not in ("local", "ray") or not workers.isdigit() or int(workers) < 1:
-                raise ValueError(f"points: {p!r} is not executor:workers (local:1, ray:2, ...)")
+            executor, *numbers = p.split(":")
+            ok = executor in ("local", "ray") and 1 <= len(numbers) <= 2
+            if not ok or not all(n.isdigit() and int(n) >= 1 for n in numbers):
+                raise ValueError(f"points: {p!r} is not executor:workers[:shards] (local:1, local:2:2, ray:2, ...)")
         bad = [c for c in self.vcodec if c not in VCODECS]
         if bad:
             raise ValueError(f"vcodec: {bad[0]!r} is not one of {', '.join(VCODECS)}")
@@ -81,13 +88,12 @@ def run_bench_collect(cfg: BenchCollectConfig) -> dict:
             costs[f"multisampling={ms} vcodec={vc}"] = _costs(CollectConfig(**base, out=str(scratch / "costs")))
             bar.update()
             for point in cfg.points:
-                executor, workers = point.split(":")
+                executor, workers, *shards = point.split(":")
                 runs = []
                 for r in range(cfg.repeats):
                     out = scratch / f"{point.replace(':', '-')}-{r}"
-                    shards = int(workers)
                     summary = _run(CollectConfig(**base, out=str(out), executor=executor, workers=int(workers),
-                                                 shards=shards))  # fmt: skip
+                                                 shards=int(shards[0]) if shards else 0))  # fmt: skip
                     runs.append(summary)
                     shutil.rmtree(out, ignore_errors=True)
                     bar.update()
@@ -99,7 +105,7 @@ def run_bench_collect(cfg: BenchCollectConfig) -> dict:
                     "episodes_per_s": round(statistics.median(s["episodes"] / s["seconds"] for s in runs), 3),
                     "frames": runs[0]["frames"],
                 }  # fmt: skip
-                if executor == "ray":
+                if "merge_seconds" in runs[0]:  # sharded: Ray, or local shards
                     share = [s["merge_seconds"] / s["collect_seconds"] for s in runs]
                     row["merge_share"] = round(statistics.median(share), 3)
                     row["merge_seconds"] = round(statistics.median(s["merge_seconds"] for s in runs), 2)
@@ -146,6 +152,35 @@ def _costs(cfg: CollectConfig) -> dict:
     finally:
         writer.close()
     write_s = time.perf_counter() - started
-    shutil.rmtree(cfg.out, ignore_errors=True)
+    try:
+        decode = _decode_costs(Path(cfg.out))
+    finally:
+        shutil.rmtree(cfg.out, ignore_errors=True)
     return {"sim_render_ms": round(1000 * sim_s / frames, 2), "write_ms": round(1000 * write_s / frames, 2),
-            "frames": frames}  # fmt: skip
+            **decode, "frames": frames}  # fmt: skip
+
+
+def _decode_costs(root: Path, samples: int = 200) -> dict:
+    """Milliseconds per dataset frame (every camera) to decode the dataset's videos with genba's clip loader's
+    decoder: every frame in order, episode by episode (the frame cache's build), and single frames at random rows
+    (a loader without a cache). Decoders stay open across calls, as in a loader's worker."""
+    import numpy as np
+
+    from genba.datasets.clips import ClipConfig, ClipDataset
+
+    ds = ClipDataset(ClipConfig(data=str(root), obs_frames=1, action_horizon=1, cache="off"))
+    videos = list(ds.video.values())
+    n = int(ds.ep_to[-1])
+    started = time.perf_counter()
+    for video in videos:
+        for a, b in zip(ds.ep_from, ds.ep_to, strict=True):
+            video.get(np.arange(a, b))
+    in_order_s = time.perf_counter() - started
+    rows = np.random.default_rng(0).integers(0, n, samples)
+    started = time.perf_counter()
+    for row in rows:
+        for video in videos:
+            video.get(np.array([row]))
+    random_s = time.perf_counter() - started
+    return {"decode_in_order_ms": round(1000 * in_order_s / n, 3),
+            "decode_random_ms": round(1000 * random_s / samples, 3)}  # fmt: skip
