@@ -22,7 +22,9 @@ first frame of an episode of `data` (default: the run's own dataset), the episod
 
 Step: the action (clipped to the joint limits) goes to `WorldModel.imagine_step` (KV cache, one frame per step);
 the next frame and joint state (clipped to the observation space) come back. The success head's probability of
-`next.success` above `success_threshold` ends the episode as a success (reward 1); else it is truncated at the
+`next.success` above `success_threshold` for `success_steps` consecutive steps (1 by default; a head trained on
+`genba collect after_success=K` labels stays high once the task is done, a false alarm often does not) ends the
+episode as a success (reward 1); else it is truncated at the
 task's time limit (`truncation_reason` "time_limit"), as in MuJoCo. A run without a success head, or trained on
 another task, is refused in one line.
 """
@@ -51,6 +53,9 @@ class WorldModelEnvConfig:
     data: str = field(default="", metadata={"help": "dataset for reset=dataset (empty: the run's own)"})
     device: str = field(default="cpu", metadata={"help": "cpu, cuda or auto"})
     success_threshold: float = field(default=0.5, metadata={"help": "success-head probability that ends an episode"})
+    success_steps: int = field(
+        default=1, metadata={"help": "consecutive steps above success_threshold that end an episode as a success"}
+    )
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch's default)"})
 
     def __post_init__(self) -> None:
@@ -60,11 +65,13 @@ class WorldModelEnvConfig:
             raise GenbaError(f"reset={self.reset!r} is not one of {', '.join(RESETS)}")
         if not 0.0 < self.success_threshold < 1.0:
             raise GenbaError(f"success_threshold={self.success_threshold!r} must be in (0, 1)")
+        if not isinstance(self.success_steps, int) or not 1 <= self.success_steps <= 100:
+            raise GenbaError(f"success_steps={self.success_steps!r} must be an integer in [1, 100]")
 
 
 def make_env(task: str, run: str, **env_options: Any) -> WorldModelEnv:
     """The world-model env of `task` from run `run`; env_options are WorldModelEnvConfig's fields (reset, data,
-    device, success_threshold, threads) and genba.sim.make's (cameras, image_size, lang, randomize, ...)."""
+    device, success_threshold, success_steps, threads) and genba.sim.make's (cameras, image_size, lang, ...)."""
     names = {f.name for f in dataclasses.fields(WorldModelEnvConfig)}
     own = {k: env_options.pop(k) for k in list(env_options) if k in names}
     return WorldModelEnv(task, WorldModelEnvConfig(run=str(run), **own), **env_options)
@@ -134,7 +141,7 @@ class WorldModelEnv(gym.Env):
         self._dream: Any = None
         self._obs: dict | None = None
         self._spec: dict = {}
-        self._steps = 0
+        self._steps = self._above = 0
 
     # ----------------------------------------------------------------- reset
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
@@ -156,7 +163,7 @@ class WorldModelEnv(gym.Env):
         frames = {c: torch.from_numpy(np.ascontiguousarray(images[c])).permute(2, 0, 1)[None] for c in images}
         self._dream = self.model.imagine(frames, torch.from_numpy(np.asarray(state, np.float32))[None], [judged])
         self._env_state = np.asarray(env_state, np.float32).copy()
-        self._steps = 0
+        self._steps = self._above = 0
         self._obs = self._observation(images, state)
         return self._obs, info
 
@@ -223,7 +230,8 @@ class WorldModelEnv(gym.Env):
         self._steps += 1
         self._obs = self._observation(images, out["state"][0].cpu().numpy())
         prob = float(out["success"][0])
-        success = prob > self.cfg.success_threshold
+        self._above = self._above + 1 if prob > self.cfg.success_threshold else 0
+        success = self._above >= self.cfg.success_steps
         info: dict[str, Any] = {keys.INFO_SUCCESS: success, "success_prob": prob}
         truncated = not success and self._steps >= self.max_episode_steps
         if truncated:

@@ -26,11 +26,12 @@ States and actions enter in raw units; the model normalizes them with buffers sa
 `imagine` / `imagine_step` run the same recurrence one action at a time, for closed loops (genba.worldmodel.env).
 
 The success head (config `success_head`, issue 12) reads frame t's hidden tokens (mean over the frame) and predicts
-the logit of `next.success` at t: whether the task holds after action a_t, LeRobot's per-frame label (1 only on the
-last frame of a successful episode, since the sim terminates on success; genba.worldmodel.data.success_labels). It
-is trained teacher-forced only (a positive is a clip's last frame, never inside the rollout loss's frames), with BCE
-weighted by `success_pos_weight` (negatives / positives of the training frames). Runs trained before it have
-`success_head: false` and the same weights as before.
+the logit of `next.success` at t: whether the task holds after action a_t, LeRobot's per-frame label (the dataset's
+`next.success` column, e.g. `genba collect after_success=K`, which goes on K steps past the success; else 1 only on
+the last frame of a successful episode, since the sim terminates on success; genba.worldmodel.data.success_labels).
+It is trained on the real frames (teacher-forced) and, with `w_success_rollout`, on the rollout loss's imagined
+ones, as the world-model env uses it; BCE weighted by `success_pos_weight` (negatives / positives of the training
+frames). Runs trained before it have `success_head: false` and the same weights as before.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class WorldModelConfig:
     w_contrastive: float = 0.1
     success_head: bool = False  # predict next.success per frame (needs the labels; genba train-worldmodel success=)
     w_success: float = 1.0
+    w_success_rollout: float = 1.0  # the head also judges the rollout loss's imagined frames (0 = real frames only)
     success_pos_weight: float = 1.0  # BCE weight of a positive frame (train-worldmodel sets negatives / positives)
     tasks: list[str] = field(default_factory=list)  # genba sim tasks of the training data (empty: unknown)
     fps: int = 0  # control rate of the training data (0: unknown)
@@ -345,7 +347,9 @@ class WorldModel(Normalized):
             total = total + cfg.w_success * terms["success"]
         if cfg.rollout_steps and cfg.w_rollout:
             c, k = cfg.context_frames, cfg.rollout_steps
-            z_r, s_r, pix_r, _ = self._rollout(x[:, :c], z[:, :c], vit[:, :c], s[:, :c], a[:, : c + k - 1], text, k)
+            z_r, s_r, pix_r, success_r = self._rollout(
+                x[:, :c], z[:, :c], vit[:, :c], s[:, :c], a[:, : c + k - 1], text, k
+            )  # success_r (B, K): after actions c-1 .. c+k-2
             terms["rollout_pixel"] = F.mse_loss(pix_r, x[:, c : c + k])
             terms["rollout_latent"] = F.mse_loss(z_r, target_z[:, c : c + k])
             terms["rollout_state"] = F.mse_loss(s_r, s[:, c : c + k])
@@ -353,6 +357,9 @@ class WorldModel(Normalized):
                 cfg.w_pixel * terms["rollout_pixel"] + cfg.w_latent * terms["rollout_latent"]
                 + cfg.w_state * terms["rollout_state"]
             )  # fmt: skip
+            if labels is not None and cfg.w_success_rollout:  # the head on imagined frames, as the env uses it
+                terms["rollout_success"] = self._success_loss(success_r, labels[:, c - 1 : c + k - 1])
+                total = total + cfg.w_success_rollout * terms["rollout_success"]
         if cfg.w_contrastive:
             img = self.backbone.image_embedding(list(vit[:, 0].unbind(1)))  # first frame, every camera
             txt = self.backbone.text_embedding(text)

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from genba import keys
 from genba.datasets.commit import read_all_episode_meta
@@ -59,16 +60,21 @@ def test_oversampling_draws_each_success_window_k_times(reach_wm_run):
     )
 
 
+def clip_batch(b: int) -> dict:
+    """b random clips of 4 frames of one 32x32 camera, state (3,) and actions (2,), as the clip loader gives them."""
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (b, 4, 3, 32, 32), generator=g, dtype=torch.uint8)
+    state = torch.randn(b, 4, 3, generator=g)
+    return {keys.image_key("front"): frames[:, :1], keys.future_image_key("front"): frames[:, 1:],
+            keys.OBS_STATE: state[:, :1], keys.FUTURE_STATE: state[:, 1:], keys.ACTION: torch.randn(b, 4, 2),
+            keys.TASK: ["reach the cube"] * b}  # fmt: skip
+
+
 def test_the_head_learns_labels_and_without_it_the_loss_is_as_before():
     torch.manual_seed(0)
     cfg = tiny_config(cameras=["front"], state_dim=3, action_dim=2, success_head=True, success_pos_weight=3.0)
     model = WorldModel(cfg)
-    g = torch.Generator().manual_seed(0)
-    frames = torch.randint(0, 256, (4, 4, 3, 32, 32), generator=g, dtype=torch.uint8)
-    state = torch.randn(4, 4, 3, generator=g)
-    batch = {keys.image_key("front"): frames[:, :1], keys.future_image_key("front"): frames[:, 1:],
-             keys.OBS_STATE: state[:, :1], keys.FUTURE_STATE: state[:, 1:], keys.ACTION: torch.randn(4, 4, 2),
-             keys.TASK: ["reach the cube"] * 4}  # fmt: skip
+    batch = clip_batch(4)
     labels = torch.zeros(4, 4)
     labels[:2, -1] = 1.0  # two clips end in success
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -86,6 +92,26 @@ def test_the_head_learns_labels_and_without_it_the_loss_is_as_before():
     _, headed = model.loss(batch)  # no labels in the batch: no success term
     assert "success" not in plain and "success" not in headed
     assert plain == pytest.approx(headed)
+
+
+def test_the_head_also_judges_the_rollouts_imagined_frames():
+    """With labels, `rollout_success` is the BCE of the head on the rollout loss's imagined frames, against the labels
+    of the actions c-1 .. c+k-2; w_success_rollout=0 leaves it out."""
+    torch.manual_seed(0)
+    cfg = tiny_config(cameras=["front"], state_dim=3, action_dim=2, success_head=True)  # clip 4, context 2, rollout 2
+    model = WorldModel(cfg)
+    nn.init.constant_(model.success_out[-1].bias, -3.0)  # a head that says "not yet" everywhere
+    batch = clip_batch(2)
+    inside, outside = torch.zeros(2, 4), torch.zeros(2, 4)
+    inside[:, 2], outside[:, 3] = 1.0, 1.0  # the rollout judges frames after actions 1 and 2, not after action 3
+    _, none = model.loss({**batch, keys.NEXT_SUCCESS: torch.zeros(2, 4)})
+    _, out = model.loss({**batch, keys.NEXT_SUCCESS: outside})
+    _, into = model.loss({**batch, keys.NEXT_SUCCESS: inside})
+    assert out["rollout_success"] == pytest.approx(none["rollout_success"])
+    assert into["rollout_success"] > none["rollout_success"] + 1.0  # a positive it did not predict costs more
+    assert out["success"] > none["success"]  # the teacher-forced term sees every frame
+    _, off = WorldModel(dataclasses.replace(cfg, w_success_rollout=0.0)).loss({**batch, keys.NEXT_SUCCESS: inside})
+    assert "rollout_success" not in off and "success" in off
 
 
 def test_a_model_saved_without_the_head_loads_as_it_was(tmp_path):

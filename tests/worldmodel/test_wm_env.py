@@ -67,6 +67,13 @@ def test_steps_follow_the_actions_and_the_success_head_ends_episodes(reach_wm_ru
     assert info[keys.INFO_TRUNCATION_REASON] == "time_limit"
 
 
+def test_success_steps_asks_for_consecutive_steps_above_the_threshold(reach_wm_run):
+    env = genba.worldmodel.make_env("reach", run=reach_wm_run["run"], success_threshold=1e-6, success_steps=3)
+    obs, _ = env.reset(seed=0)
+    ends = [env.step(obs[keys.AGENT_POS])[2] for _ in range(3)]
+    assert ends == [False, False, True]
+
+
 def test_a_dataset_reset_starts_from_the_datasets_frame(reach_wm_run):
     env = genba.worldmodel.make_env("reach", run=reach_wm_run["run"], reset="dataset")
     obs, _ = env.reset(seed=0, options={"episode": 4, "frame": 3})
@@ -91,6 +98,7 @@ def test_a_dataset_reset_starts_from_the_datasets_frame(reach_wm_run):
      ("reach", {"action_mode": "ee_delta"}, r"^action_mode=ee_delta: the world model was trained on joint actions$"),
      ("reach", {"fps": 30}, r"^fps=30: the world model was trained at 10 fps$"),
      ("reach", {"reset": "dream"}, r"^reset='dream' is not one of sim, dataset$"),
+     ("reach", {"success_steps": 0}, r"^success_steps=0 must be an integer in \[1, 100\]$"),
      ("reach", {"cameras": ["top"]}, r"^camera 'top' is not one the world model predicts \(front, wrist\)$")],
 )  # fmt: skip
 def test_bad_input_is_one_line(reach_wm_run, task, options, message):
