@@ -4,6 +4,9 @@ A spawned worker (or the evaluating process itself, when workers=1) keeps what i
 wrapped to time its `infer` calls, and an env per set of env options, built on first use so that a failure is an
 episode's error, reported as one line naming the seed. Each episode seeds Python's, NumPy's and torch's generators
 from its own seed, so an outcome depends on the seed alone, never on which episodes the process ran before.
+A run whose instruction modality is `audio` or `both` hears each episode's instruction (as given: shuffled ones too)
+spoken by the evaluation's voice for the episode's language (genba.speech), with its noise mixed in at its SNR, seeded
+by the episode's seed (espeak-ng alone is not bit-exact from call to call; genba.speech.espeak).
 """
 
 from __future__ import annotations
@@ -115,6 +118,7 @@ def _run_episode(run: dict, r: int, index: int, seed: int) -> dict:
     import time
 
     from genba.policies.rollout import rollout
+    from genba.policies.spoken_eval import speaker
 
     setup = _STATE["setup"]
     policy, env = _policy(run), _env(run)
@@ -122,11 +126,16 @@ def _run_episode(run: dict, r: int, index: int, seed: int) -> dict:
     _seed_everything(seed)
     policy.ms.clear()
     started = time.perf_counter()
-    episode = rollout(env, policy, seed, reset_options={"instruction": run["instruction"]},
-                      n_action_steps=setup["n_action_steps"], blend=setup["blend"], record=record)  # fmt: skip
+    modality = run.get("modality", "text")
+    heard: dict = {}
+    speak = speaker(setup["speech"], env, seed, heard) if modality != "text" else None
+    episode = rollout(env, policy, seed, reset_options={"instruction": run["instruction"]}, speak=speak,
+                      typed=modality != "audio", n_action_steps=setup["n_action_steps"], blend=setup["blend"],
+                      record=record)  # fmt: skip
     seconds = round(time.perf_counter() - started, 4)  # the reset included: what the backend costs per episode
     spec = env.unwrapped.episode_spec()
     result = {**episode.summary(), "lang": spec["lang"], "latency_ms": list(policy.ms), "episode_seconds": seconds}
+    result.update(heard)
     if run["instruction"] == "shuffled":
         result["original_instruction"] = spec["original_instruction"]
         result["instruction_names"] = spec["instruction_names"]

@@ -5,6 +5,8 @@
     genba eval task=pick_place policy=runs/vla-pp episodes=100 grounding=true lang=mixed     # the grounding gap
     genba eval task=reach policy=my_lab.policies:Grasper episodes=100 workers=4 rrd=outputs/eval.rrd rrd_episodes=[0,3]
     genba eval task=reach policy=runs/vla-reach episodes=100 env=worldmodel worldmodel=runs/wm-reach   # imagination
+    genba eval task=pick_place policy=runs/vla-both instruction_modality=audio voice=kokoro:jm_kumo \
+        compare=runs/vla-both compare_modality=text audio_noise=factory audio_snr=10   # spoken (noisy) against typed
 
 Seeds: episode i uses seed `seed + i`, and the summary records the whole list (`seeds`). The default first seed,
 1,000,000, keeps evaluation away from `genba collect`'s training seeds (0 upwards).
@@ -47,6 +49,15 @@ a chunk, in the worker), `by_language` ({lang: episodes, successes, success_rate
   name (their instruction stays).
 - `grounding=true`: runs the policy both as it is and shuffled on the same seeds and reports `grounding_gap` (as-is
   rate minus shuffled rate), `grounding_ci95`, `grounding_p_value`, and the shuffled run under `shuffled`.
+- `instruction_modality=text|audio|both` (default: the policy's own, text for a policy that reads `task`): how the
+  instruction reaches the policy. `audio` speaks it (genba.speech) with `voice=` (engine:name[:speed[:pitch]]; empty:
+  espeak:en-us for English, openjtalk:mei for Japanese) and passes it as `observation.audio` with its sample rate
+  through the one loop, withholding the text; `both` passes both. `audio_noise=fan|motor|factory` mixes synthesized
+  noise in at `audio_snr` dB. Shuffled instructions are spoken as shuffled. `compare_modality=` sets the compare
+  run's (default: the same), so `compare=<the same run> compare_modality=text` is the paired spoken-against-typed
+  comparison. The summary records `instruction_modality`, `voice`, `audio_noise` and `audio_snr` per run, and each
+  episode's `voice` and `audio_seconds`. A policy that cannot take the modality, a voice that does not speak the
+  language or a missing TTS engine is one line before any episode.
 - `rrd=<file.rrd>`: the episodes at indices `rrd_episodes` (default the first) logged to Rerun through genba.viz,
   one recording each in the one file (what the env rendered, the state and actions, the instruction the policy was
   given, the scene in 3D; add `cameras=[front]` to see a policy that reads no camera); read it back with
@@ -64,6 +75,7 @@ from typing import Any
 
 from genba import keys
 from genba.errors import GenbaError
+from genba.policies.spoken_eval import MODALITIES
 from genba.policies.stats import compare_paired, wilson_interval
 
 __all__ = ["EVAL_SEED", "EvalConfig", "env_options", "run_eval", "wilson_interval"]
@@ -116,6 +128,17 @@ class EvalConfig:
     rrd_episodes: list[int] = field(
         default_factory=lambda: [0], metadata={"help": "indices (0-based) of the episodes to write to rrd="}
     )
+    instruction_modality: str | None = field(
+        default=None, metadata={"help": "text, audio (spoken, voice=) or both; null: the policy's own, else text"}
+    )
+    compare_modality: str | None = field(
+        default=None, metadata={"help": "the compare run's instruction modality; null: the same as this run's"}
+    )
+    voice: str = field(
+        default="", metadata={"help": "TTS voice engine:name[:speed[:pitch]]; empty: espeak:en-us / openjtalk:mei"}
+    )
+    audio_noise: str = field(default="none", metadata={"help": "spoken: none, fan, motor or factory noise"})
+    audio_snr: float = field(default=20.0, metadata={"help": "spoken: speech-to-noise ratio in dB"})
     env: str = field(default="mujoco", metadata={"help": "mujoco, or worldmodel: imagined episodes (worldmodel=)"})
     worldmodel: str = field(default="", metadata={"help": "world-model run folder for env=worldmodel"})
     out: str = field(default="", metadata={"help": "summary JSON path (default outputs/eval-<time>.json)"})
@@ -148,6 +171,15 @@ class EvalConfig:
             raise ValueError(f"instruction={self.instruction!r} is not one of {', '.join(INSTRUCTIONS)}")
         if self.grounding and self.instruction != "as_is":
             raise ValueError("grounding=true runs both as_is and shuffled itself: leave instruction=as_is")
+        for name in ("instruction_modality", "compare_modality"):
+            if getattr(self, name) is not None and getattr(self, name) not in MODALITIES:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not one of {', '.join(MODALITIES)}")
+        from genba.speech.noise import NOISE_KINDS
+
+        if self.audio_noise not in ("none", *NOISE_KINDS):
+            raise ValueError(f"audio_noise={self.audio_noise!r} is not one of none, {', '.join(NOISE_KINDS)}")
+        if not isinstance(self.audio_snr, int | float) or not -30 <= self.audio_snr <= 60:
+            raise ValueError(f"audio_snr={self.audio_snr!r} must be a number in [-30, 60] dB")
         if self.env not in BACKENDS:
             raise ValueError(f"env={self.env!r} is not one of {', '.join(BACKENDS)}")
         if (self.env == "worldmodel") != bool(self.worldmodel):
@@ -230,8 +262,8 @@ def resolve_env(policy: Any, cfg: EvalConfig) -> dict[str, Any]:
 def run_eval(cfg: EvalConfig) -> dict:
     import time
 
-    from genba.policies.contract import policy_name
     from genba.policies.registry import policy_factory
+    from genba.policies.spoken_eval import check_speech, instruction_modality
 
     started = time.perf_counter()
     factory = {"task": cfg.task, "seed": cfg.seed, "image_size": cfg.image_size, "cameras": cfg.cameras}
@@ -242,9 +274,12 @@ def run_eval(cfg: EvalConfig) -> dict:
     lang = env[cfg.policy]["lang"]
     for options in env.values():  # paired runs share the scenes: the same seeds in the same language
         options["lang"] = lang
-    runs = [(cfg.policy, cfg.instruction)]
-    runs += [(cfg.compare, cfg.instruction)] if cfg.compare else []
-    runs += [(cfg.policy, "shuffled")] if cfg.grounding else []
+    modality = {p: instruction_modality(built[p], cfg) for p in built}
+    other = instruction_modality(built[cfg.compare], cfg, cfg.compare_modality) if cfg.compare else ""
+    runs = [(cfg.policy, cfg.instruction, modality[cfg.policy])]
+    runs += [(cfg.compare, cfg.instruction, other)] if cfg.compare else []
+    runs += [(cfg.policy, "shuffled", modality[cfg.policy])] if cfg.grounding else []
+    speech = check_speech(cfg, lang) if any(m != "text" for *_, m in runs) else None
     if cfg.env == "worldmodel":  # its one-line refusals (no success head, another task, ...) before any episode
         from genba.worldmodel import make_env
 
@@ -255,10 +290,8 @@ def run_eval(cfg: EvalConfig) -> dict:
     scratch = tempfile.mkdtemp(prefix=".eval-rrd-", dir=rrd.parent) if rrd else ""
     setup = {
         "task": cfg.task,
-        "runs": [
-            {"policy": p, "name": policy_name(built[p]), "instruction": mode, "env": env[p], "factory": factory}
-            for p, mode in runs
-        ],
+        "runs": [_run_setup(built, p, mode, m, env[p], factory) for p, mode, m in runs],
+        "speech": speech,
         "n_action_steps": cfg.n_action_steps,
         "blend": cfg.blend,
         "rrd_episodes": cfg.rrd_episodes if rrd else [],
@@ -278,6 +311,13 @@ def run_eval(cfg: EvalConfig) -> dict:
     summary = _summary(cfg, setup, seeds, results, rrd_written)
     summary["seconds"] = round(time.perf_counter() - started, 3)
     return summary
+
+
+def _run_setup(built: dict, policy: str, mode: str, modality: str, env: dict, factory: dict) -> dict:
+    from genba.policies.contract import policy_name
+
+    return {"policy": policy, "name": policy_name(built[policy]), "instruction": mode, "modality": modality,
+            "env": env, "factory": factory}  # fmt: skip
 
 
 def _run_all(cfg: EvalConfig, setup: dict, seeds: list[int], built: dict) -> list[list[dict]]:
@@ -376,6 +416,8 @@ def _run_summary(run: dict, episodes: list[dict]) -> dict:
     out = {
         "policy": run["name"],
         "instruction": run["instruction"],
+        "instruction_modality": run["modality"],
+        **(run["heard"] if run["modality"] != "text" else {}),
         **_rate(episodes),
         "mean_length": sum(e["steps"] for e in episodes) / len(episodes),
         "latency_ms_p50": _percentile(latency, 50),
@@ -392,7 +434,10 @@ def _run_summary(run: dict, episodes: list[dict]) -> dict:
 
 
 def _summary(cfg: EvalConfig, setup: dict, seeds: list[int], results: list, rrd: str | None) -> dict:
-    runs = [_run_summary(run, episodes) for run, episodes in zip(setup["runs"], results, strict=True)]
+    speech = setup["speech"] or {"voices": [], "noise": "none"}
+    heard = {"voice": ", ".join(speech["voices"]), "audio_noise": speech["noise"],
+             "audio_snr": speech["snr"] if speech["noise"] != "none" else None}  # fmt: skip
+    runs = [_run_summary({**run, "heard": heard}, eps) for run, eps in zip(setup["runs"], results, strict=True)]
     main = runs[0]
     summary: dict[str, Any] = {"task": cfg.task, **{k: v for k, v in main.items() if k != "per_episode"}}
     summary["seeds"] = seeds

@@ -18,6 +18,13 @@ clipped to the robot's limits when given, and sent.
 realtime=False (simulation): lock-step; each step waits for the policy. realtime=True (an arm): step k is due at
 t0 + k / fps; an action that has not arrived by `deadline_fraction` of the step's period makes the watchdog hold the
 last commanded target (never a guess at the next one).
+
+Spoken instructions: `rollout(..., speak=fn)` wraps the arm in a `SpokenRobot`, whose observations also carry the
+instruction as speech, `observation.audio` (T,) float32 from `fn(text)` (synthesized once per instruction) with its
+`observation.audio_sample_rate`; with `typed=False` the typed instruction is withheld from the policy (the episode
+still records it as `task`). The loop keeps the sample rate with the waveform whenever the policy's input spec
+declares one: the spec checks it here as on the server (genba.policies.spec), and the policy gets it too, so that a
+RemotePolicy forwards it to its server.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -124,7 +132,7 @@ def run_episode(
         steps += 1
         if record:
             for k, v in raw.items():
-                if isinstance(v, np.ndarray):
+                if isinstance(v, np.ndarray) and k != keys.OBS_AUDIO:  # the spoken instruction: once, not per step
                     rows.setdefault(k, []).append(np.array(v))  # a copy: renderers reuse their buffers
             rows.setdefault(keys.ACTION, []).append(last)
         if robot.done or (stop_event is not None and stop_event.is_set()):
@@ -144,27 +152,81 @@ def run_episode(
         errors=broker.errors,
         last_error=broker.last_error,
         seconds=round(time.perf_counter() - t0, 3),
-        task=task,
+        task=info.get(keys.TASK) or task,
         frames={k: np.stack(v) for k, v in rows.items()} if record else None,
     )
 
 
-def rollout(env: Any, policy: Policy, seed: int, reset_options: dict | None = None, **options: Any) -> Episode:
+def rollout(
+    env: Any,
+    policy: Policy,
+    seed: int,
+    reset_options: dict | None = None,
+    speak: Callable[[str], np.ndarray] | None = None,
+    typed: bool = True,
+    **options: Any,
+) -> Episode:
     """One episode of `policy` in a genba env (a `genba.sim.make` env) from `seed`; options as `run_episode`.
-    reset_options go to the env's reset (e.g. {"instruction": "shuffled"})."""
+    reset_options go to the env's reset (e.g. {"instruction": "shuffled"}); `speak` (text -> float32 (T,) at
+    keys.AUDIO_SAMPLE_RATE) gives the policy the instruction spoken too, `typed=False` only spoken (SpokenRobot)."""
     from genba.sim.arm import SimArm
 
     arm = SimArm(env)
     arm.reset(seed, reset_options)
-    return run_episode(arm, policy, **options)
+    robot: Robot = arm if speak is None else SpokenRobot(arm, speak, typed=typed)
+    return run_episode(robot, policy, **options)
+
+
+class SpokenRobot:
+    """A robot whose observations also carry its instruction spoken: `observation.audio` (T,) float32 from
+    `speak(text)`, synthesized when the instruction changes, and `observation.audio_sample_rate`. typed=False
+    withholds the typed instruction (`task`) from the policy; `episode_info()` still names it."""
+
+    def __init__(
+        self,
+        robot: Robot,
+        speak: Callable[[str], np.ndarray],
+        typed: bool = True,
+        sample_rate: int = keys.AUDIO_SAMPLE_RATE,
+    ) -> None:
+        self.robot, self.speak, self.typed, self.sample_rate = robot, speak, typed, sample_rate
+        self.fps = robot.fps
+        self.text: str | None = None
+        self.wave = np.zeros(0, np.float32)
+
+    def observe(self) -> dict[str, Any]:
+        raw = dict(self.robot.observe())
+        text = str(raw.get(keys.TASK, ""))
+        if text != self.text:
+            self.text, self.wave = text, np.asarray(self.speak(text), np.float32)
+        raw[keys.OBS_AUDIO], raw[keys.OBS_AUDIO_RATE] = self.wave, self.sample_rate
+        if not self.typed:
+            raw.pop(keys.TASK, None)
+        return raw
+
+    def send(self, action: np.ndarray) -> None:
+        self.robot.send(action)
+
+    @property
+    def done(self) -> bool:
+        return self.robot.done
+
+    def episode_info(self) -> dict:
+        info = dict(getattr(self.robot, "episode_info", dict)())
+        return {**info, keys.TASK: self.text or ""}
 
 
 def _policy_input(raw: dict[str, Any], spec: Any) -> dict[str, Any]:
-    """The observation cut to the policy's input spec and checked against it (the server's own check)."""
-    obs = {k: v for k, v in raw.items() if k in spec.features}
+    """The observation cut to the policy's input spec and checked against it (the server's own check); a waveform's
+    sample rate goes with it when the spec declares one (the spec checks it and drops it)."""
+    rated = any(f.sample_rate for f in spec.features.values())
+    obs = {k: v for k, v in raw.items() if k in spec.features or (rated and k == keys.OBS_AUDIO_RATE)}
     try:
-        return spec.validate(obs)
+        out = spec.validate(obs)
     except SpecError as e:
         raise GenbaError(
             f"the robot's observation does not fit the policy: {e} (robot gives: {', '.join(raw)})"
         ) from None
+    if rated and keys.OBS_AUDIO in out:  # checked; it travels on with the waveform (a served policy's server needs it)
+        out[keys.OBS_AUDIO_RATE] = int(obs[keys.OBS_AUDIO_RATE])
+    return out

@@ -2,6 +2,7 @@
 
     genba train-policy data=outputs/pick_place out=runs/vla-pp preset=tiny
     genba train-policy data=outputs/pick_place out=runs/vla-pp-wm preset=tiny init=runs/wm   # backbone from a WM
+    genba train-policy data=outputs/pp-audio out=runs/vla-pp-both instruction_modality=both   # typed or spoken
     genba eval task=pick_place policy=runs/vla-pp episodes=100
     genba serve policy=runs/vla-pp
 
@@ -13,6 +14,13 @@ state and action statistics come from the training episodes only and are saved i
 checkpoint; its backbone shape then replaces the preset's. The run folder gets the training loop's metrics.jsonl,
 last/ and best/ checkpoints and train_summary.json, which records the training data's episode seeds (when genba
 wrote the dataset) so that evaluation seeds can be checked to be disjoint from them.
+
+Spoken instructions: `instruction_modality=audio|both` (genba.policies.vla) trains on each episode's utterance from a
+dataset collected with `genba collect ... audio=true` (meta/genba/audio, read once at the start): every sample of an
+episode hears that episode's waveform, augmented per batch like the speech-text benchmark's (leading silence, gain,
+factory noise at 5..30 dB for half; genba.worldmodel.spoken.augment, seeded by (seed, epoch, batch)). The backbone gets
+an audio encoder (`audio_width` = its text width) when the preset has none, and the speech-text SigLIP loss weighs
+`w_audio_text`. A dataset without audio for every episode is refused in one line before any training.
 """
 
 from __future__ import annotations
@@ -21,6 +29,9 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from genba import keys
 from genba.errors import GenbaError
@@ -41,6 +52,12 @@ class TrainPolicyConfig:
     )
     init: str = field(default="", metadata={"help": "world-model run whose backbone starts the VLA's (empty: scratch)"})
     head: str = field(default="", metadata={"help": "action head: flow or l1 (empty = the preset's, flow)"})
+    instruction_modality: str = field(
+        default="", metadata={"help": "text, audio (the spoken instruction) or both (empty = the preset's, text)"}
+    )
+    w_audio_text: float = field(
+        default=-1.0, metadata={"help": "weight of the speech-text contrastive loss (negative = the preset's, 0.5)"}
+    )
     steps: int = field(default=0, metadata={"help": "optimizer steps (0 = the preset's)"})
     batch_size: int = field(default=0, metadata={"help": "samples per step and process (0 = the preset's)"})
     lr: float = field(default=0.0, metadata={"help": "peak learning rate (0 = the preset's)"})
@@ -57,7 +74,7 @@ class TrainPolicyConfig:
     progress: bool = field(default=True, metadata={"help": "progress bar on stderr"})
 
     def __post_init__(self) -> None:
-        from genba.policies.vla import HEADS
+        from genba.policies.vla import HEADS, MODALITIES
 
         if self.preset not in PRESETS and not (self.preset.endswith(".yaml") and Path(self.preset).is_file()):
             raise GenbaError(f"preset={self.preset!r} (valid: {', '.join(PRESETS)}, or an existing .yaml file)")
@@ -67,6 +84,8 @@ class TrainPolicyConfig:
             self.out = str(Path("outputs") / f"vla-{Path(self.data).name}")
         if self.head and self.head not in HEADS:
             raise GenbaError(f"head={self.head!r} (valid: {', '.join(HEADS)})")
+        if self.instruction_modality and self.instruction_modality not in MODALITIES:
+            raise GenbaError(f"instruction_modality={self.instruction_modality!r} (valid: {', '.join(MODALITIES)})")
         for name in ("steps", "batch_size", "save_every", "threads"):
             if getattr(self, name) < 0:
                 raise GenbaError(f"{name}={getattr(self, name)} must be >= 0")
@@ -99,6 +118,69 @@ def train_seeds(root: Path, episodes: list[int]) -> list[int] | None:
     return sorted(int(records[e]["seed"]) for e in episodes if e < len(records) and "seed" in records[e])
 
 
+def episode_speech(root: Path, episodes: int, modality: str) -> list[np.ndarray]:
+    """Every episode's spoken instruction (float32 (T,) at 16 kHz), from genba's per-episode audio; one line naming
+    the first episode without it."""
+    from genba.datasets.commit import read_episode_audio
+    from genba.speech.tts import resample
+
+    out = []
+    for e in range(episodes):
+        found = read_episode_audio(root, e)
+        if found is None:
+            raise GenbaError(f"instruction_modality={modality} needs each episode's spoken instruction, and episode "
+                             f"{e} of {root} has none: collect it with `genba collect ... audio=true`")  # fmt: skip
+        wave, rate = found
+        out.append(resample(wave, rate, keys.AUDIO_SAMPLE_RATE) if rate != keys.AUDIO_SAMPLE_RATE else wave)
+    return out
+
+
+def with_speech(
+    batch: dict, speech: list[np.ndarray], rng: np.random.Generator | None = None, bank: list | None = None
+) -> dict:
+    """The batch with each sample's episode utterance: observation.audio (B, T) float32, zero-padded, and its pad
+    mask (B, T) bool; augmented (genba.worldmodel.spoken.augment) when given a generator and a noise bank."""
+    import torch
+
+    from genba.worldmodel.spoken import augment, pad
+
+    waves = [speech[int(e)] for e in batch["episode_index"]]
+    if rng is not None:
+        waves = [augment(w, rng, bank) for w in waves]
+    padded, lengths = pad(waves)  # (B, T), (B,)
+    mask = torch.arange(padded.shape[1])[None] >= lengths[:, None]
+    return {**batch, keys.OBS_AUDIO: padded, keys.pad_key(keys.OBS_AUDIO): mask}
+
+
+class SpokenBatches:
+    """`data(epoch)` of a ClipBatches whose batches also carry the samples' utterances (`with_speech`), augmented from
+    (seed, epoch, batch index): the same on every run, resume and rank."""
+
+    def __init__(self, batches: Any, speech: list[np.ndarray], seed: int = 0) -> None:
+        from genba.worldmodel.spoken import noise_bank
+
+        self.batches, self.speech, self.seed, self.bank = batches, speech, seed, noise_bank(seed)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __call__(self, epoch: int) -> _SpokenEpoch:
+        return _SpokenEpoch(self, epoch, self.batches(epoch))
+
+
+class _SpokenEpoch:
+    def __init__(self, parent: SpokenBatches, epoch: int, batches: Any) -> None:
+        self.parent, self.epoch, self.batches = parent, epoch, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> dict:
+        p = self.parent
+        rng = np.random.default_rng([p.seed, self.epoch, i])
+        return with_speech(self.batches[i], p.speech, rng, p.bank)
+
+
 def build(cfg: TrainPolicyConfig) -> dict:
     """Everything a run needs, before any training: datasets, split, stats, model, TrainConfig, batches."""
     import torch
@@ -126,6 +208,13 @@ def build(cfg: TrainPolicyConfig) -> dict:
     if cfg.init:
         model_fields["backbone"], init_weights = backbone_from(cfg.init)
     horizon = model_fields.get("horizon", 16)
+    if cfg.instruction_modality:
+        model_fields["instruction_modality"] = cfg.instruction_modality
+    if cfg.w_audio_text >= 0:
+        model_fields["w_audio_text"] = cfg.w_audio_text
+    spoken = model_fields.get("instruction_modality", "text") != "text"
+    if spoken and not model_fields["backbone"].get("audio_width"):  # the speech encoder, as wide as the text's
+        model_fields["backbone"] = {**model_fields["backbone"], "audio_width": model_fields["backbone"]["text_width"]}
     extra = [keys.OBS_ENV_STATE] if model_fields.get("w_env_state") else []
 
     def dataset(episodes: list[int] | None, progress: bool = False) -> ClipDataset:
@@ -142,6 +231,7 @@ def build(cfg: TrainPolicyConfig) -> dict:
     split = load_or_make_split(out / "split.json", dataset=str(full.root), num_episodes=n_eps,
                                val_fraction=cfg.val_fraction, seed=cfg.split_seed)  # fmt: skip
     train_ds = dataset(split["train"])
+    speech = episode_speech(full.root, n_eps, model_fields.get("instruction_modality", "text")) if spoken else None
     stats = compute_stats(train_ds, images=False)
     feats = full.meta.features
     video_key = next(iter(full.cameras.values()))
@@ -165,6 +255,8 @@ def build(cfg: TrainPolicyConfig) -> dict:
     model = VLA(model_cfg)
     if init_weights is not None:
         missing, unexpected = model.backbone.load_state_dict(init_weights, strict=False)
+        if not any(k.startswith("audio") for k in init_weights):  # a world model without speech: ours starts fresh
+            missing = [k for k in missing if not k.startswith("audio")]
         if missing or unexpected:
             raise GenbaError(f"init={cfg.init}: its backbone does not fit (missing {missing[:3]}, "
                              f"unexpected {unexpected[:3]})")  # fmt: skip
@@ -178,14 +270,19 @@ def build(cfg: TrainPolicyConfig) -> dict:
     val = None
     if split["val"]:
         val = fixed_batches(dataset(split["val"]), batch_size, VAL_BATCHES)
+        if speech is not None:
+            val = [with_speech(b, speech) for b in val]
     else:
         train_fields["eval_every"] = 0
+    data: Any = ClipBatches(train_ds, batch_size, seed=cfg.seed)
+    if speech is not None:
+        data = SpokenBatches(data, speech, seed=cfg.seed)
     train_cfg = TrainConfig(out=str(out), seed=cfg.seed, device=cfg.device, resume=cfg.resume,
                             progress=cfg.progress, **train_fields)  # fmt: skip
     return {
         "model": model,
         "train": train_cfg,
-        "data": ClipBatches(train_ds, batch_size, seed=cfg.seed),
+        "data": data,
         "val": val,
         "stats": stats,
         "split": split,

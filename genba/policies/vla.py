@@ -30,6 +30,15 @@ fraction of the training samples. `w_env_state` > 0 regresses the dataset's priv
 has it, a real arm's log does not), from the keypoints alone when there are keypoints (so the position must come
 from the cameras and the instruction, never from joints that already reached it), else from the fused state token.
 Both only shape training; acting reads cameras, instruction and joints as before.
+
+Spoken instructions (`instruction_modality`, issue 13): `text` (the default; older checkpoints load unchanged) reads
+the typed instruction; `audio` reads the spoken one instead, as the backbone's audio encoder tokens (log-mel, a small
+transformer; genba.worldmodel.backbone) in the prefix where the byte tokens were; `both` takes either or both, so a
+policy can be typed to or spoken to. Training with `both` draws per sample text only, speech only or both (a third
+each), so every combination is one the policy has seen. Whenever speech is trained, the backbone's speech-text
+SigLIP loss (`w_audio_text`) pulls each utterance towards its instruction's text embedding, so that speech and text
+share one space and a voice never heard still lands near the words it says. The keypoints' FiLM reads the pooled
+instruction: the text's, the speech's mapped to the text width, or their mean.
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ from genba.worldmodel.backbone import BYTE_PAD, Backbone, BackboneConfig, same_t
 
 KIND = "vla"
 HEADS = ("flow", "l1")
+MODALITIES = ("text", "audio", "both")
 ENV_STATE_MIN_STD = 0.01  # m (and quaternion units): the finest spread of an environment-state feature normalized
 
 
@@ -78,6 +88,8 @@ class VLAConfig:
     state_dropout: float = 0.0  # fraction of training samples whose joint state is hidden (a learned token)
     env_state_key: str = keys.OBS_ENV_STATE
     env_state_dim: int = 0  # its size (set from the dataset when w_env_state > 0)
+    instruction_modality: str = "text"  # text | audio | both: the instruction typed, spoken or either
+    w_audio_text: float = 0.5  # speech-text SigLIP loss of the backbone when the instruction can be spoken
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
@@ -94,8 +106,25 @@ class VLAConfig:
             raise GenbaError(f"state_dropout={self.state_dropout} must be in [0, 1)")
         if not (self.patch_tokens or self.keypoints):
             raise GenbaError("patch_tokens=false needs keypoints > 0: the VLA would see no image")
+        if self.instruction_modality not in MODALITIES:
+            raise GenbaError(f"instruction_modality={self.instruction_modality!r} (valid: {', '.join(MODALITIES)})")
+        if self.spoken and not self.backbone.audio_width:
+            raise GenbaError(f"instruction_modality={self.instruction_modality} needs a backbone with an audio encoder "
+                             "(backbone.audio_width > 0)")  # fmt: skip
+        if self.w_audio_text < 0:
+            raise GenbaError(f"w_audio_text={self.w_audio_text} must be >= 0")
         if self.w_env_state and self.env_state_dim < 1:
             raise GenbaError(f"w_env_state={self.w_env_state} needs the size of {self.env_state_key} (env_state_dim)")
+
+    @property
+    def spoken(self) -> bool:
+        """Whether the policy takes the instruction as speech (instruction_modality audio or both)."""
+        return self.instruction_modality != "text"
+
+    @property
+    def typed(self) -> bool:
+        """Whether the policy takes the instruction as text (instruction_modality text or both)."""
+        return self.instruction_modality != "audio"
 
 
 def _layer(width: int, heads: int, decoder: bool = False) -> nn.Module:
@@ -185,6 +214,11 @@ class VLA(Normalized):
         if cfg.w_env_state:  # from the keypoints of every camera when there are some, else from the fused state token
             n_in = 2 * cfg.keypoints * len(cfg.cameras) if cfg.keypoints else width
             self.env_state_out = nn.Sequential(nn.Linear(n_in, width), nn.GELU(), nn.Linear(width, cfg.env_state_dim))
+        if cfg.spoken:  # speech tokens beside (or instead of) the byte tokens
+            self.audio_in = nn.Linear(bb.audio_width, width)
+            self.audio_kind = nn.Parameter(torch.zeros(width))
+            nn.init.trunc_normal_(self.audio_kind, std=0.02)
+            self.audio_pool = nn.Linear(bb.audio_width, bb.text_width)  # pooled speech for the keypoints' FiLM
         self._scheduler = None
 
     def normalized_features(self) -> list[tuple[str, str, int]]:
@@ -206,11 +240,18 @@ class VLA(Normalized):
         tasks: list[str],
         drop_state: torch.Tensor | None = None,
         image_embedding: bool = False,
+        audio: tuple[torch.Tensor, torch.Tensor] | None = None,
+        use_text: torch.Tensor | None = None,
+        use_audio: torch.Tensor | None = None,
+        text_embedding: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """images {camera: (B, 3, H, W) uint8}, state (B, S) raw, tasks B strings, drop_state (B,) bool: samples whose
-        state the learned no-state token replaces -> (memory (B, L, width), padding (B, L) bool, {"text": (B, E)} and,
-        with patch tokens or `image_embedding` (the contrastive loss), "image" (B, E) embeddings of the shared space,
-        with keypoints "keypoints" (B, cameras x K x 2)); L = cameras x (P + K) + Lt + 1 (P = 0 with
+        state the learned no-state token replaces; for a spoken policy audio (waves (B, T) 16 kHz, lengths (B,),
+        0 = no speech), use_text and use_audio (B,) bool: which samples' typed and spoken instructions the prefix
+        reads (default: every typed one when the policy is typed, every spoken one given) -> (memory (B, L, width),
+        padding (B, L) bool, {"text": (B, E)} (when the text encoder ran), with speech "audio" (B, E), with patch
+        tokens or `image_embedding` (the contrastive loss) "image" (B, E) embeddings of the shared space, with
+        keypoints "keypoints" (B, cameras x K x 2)); L = cameras x (P + K) + Lt + La + 1 (P = 0 with
         patch_tokens=false, whose ViT then runs only when asked for the image embedding)."""
         cfg = self.config
         missing = [c for c in cfg.cameras if c not in images]
@@ -220,13 +261,12 @@ class VLA(Normalized):
         if cfg.patch_tokens or image_embedding:
             vit = [self.backbone.encode_images(images[c]) for c in cfg.cameras]
         parts = [self.image_in(t) + self.camera_embed[i] for i, t in enumerate(vit)] if cfg.patch_tokens else []
-        ids = self.backbone.text.tokenize(tasks, state.device)  # (B, Lt)
-        text, pooled = self.backbone.text(ids)  # (B, Lt, text width), (B, text width)
+        words, word_pad, pooled, emb = self.instruction(tasks, state.device, audio, use_text, use_audio, text_embedding)
         points = [self.keypoints[i](images[c], pooled) for i, c in enumerate(cfg.cameras)] if cfg.keypoints else []
         for i, xy in enumerate(points):  # each (B, K, 2) -> (B, K, width): a position plus which keypoint it is
             parts.append(self.keypoint_in(xy) + self.keypoint_embed[i])
         n_image = sum(t.shape[1] for t in parts)
-        parts.append(self.text_in(text) + self.kind_embed[0])
+        parts.append(words)
         state_token = self.state_in(self.norm(state, "state"))  # (B, width)
         if drop_state is not None:
             state_token = torch.where(drop_state[:, None], self.no_state.expand_as(state_token), state_token)
@@ -234,14 +274,61 @@ class VLA(Normalized):
         x = torch.cat(parts, dim=1)  # (B, L, width)
         b = x.shape[0]
         image_pad = torch.zeros(b, n_image, dtype=torch.bool, device=x.device)
-        pad = torch.cat([image_pad, ids == BYTE_PAD, image_pad[:, :1]], dim=1)  # (B, L)
+        pad = torch.cat([image_pad, word_pad, image_pad[:, :1]], dim=1)  # (B, L)
         memory = self.fusion_norm(self.fusion(x, src_key_padding_mask=pad))
-        emb = {"text": self.backbone.text_embedding(pooled)}
         if vit:
             emb["image"] = self.backbone.image_embedding(vit)
         if points:
             emb["keypoints"] = torch.cat(points, dim=1).flatten(1)  # (B, cameras x K x 2)
         return memory, pad, emb
+
+    def instruction(
+        self,
+        tasks: list[str],
+        device: torch.device,
+        audio: tuple[torch.Tensor, torch.Tensor] | None,
+        use_text: torch.Tensor | None,
+        use_audio: torch.Tensor | None,
+        text_embedding: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """The instruction's tokens in the prefix: (tokens (B, Lt + La, width), padding (B, Lt + La) bool, pooled
+        (B, text width) for the keypoints' FiLM, {"text", "audio"}: (B, E) embeddings of what was encoded)."""
+        cfg, bb = self.config, self.backbone
+        b = len(tasks)
+        if not cfg.spoken:  # the typed instruction alone, as before speech existed
+            ids = bb.text.tokenize(tasks, device)  # (B, Lt)
+            text, pooled = bb.text(ids)  # (B, Lt, text width), (B, text width)
+            return self.text_in(text) + self.kind_embed[0], ids == BYTE_PAD, pooled, {"text": bb.text_embedding(pooled)}
+        if use_text is None:
+            use_text = torch.full((b,), cfg.typed, dtype=torch.bool)
+        use_text = use_text.to(device) & cfg.typed
+        given = (audio[1] > 0).to(device) if audio is not None else torch.zeros(b, dtype=torch.bool, device=device)
+        use_audio = given if use_audio is None else use_audio.to(device) & given
+        if not bool((use_text | use_audio).all()):
+            i = int((~(use_text | use_audio)).nonzero()[0])
+            want = "a spoken instruction" if not cfg.typed else "a typed or spoken instruction"
+            raise GenbaError(f"sample {i} of the batch has no instruction: this VLA needs {want}")
+        tokens, pads, pools, weights, emb = [], [], [], [], {}
+        if bool(use_text.any()) or text_embedding:
+            ids = bb.text.tokenize(tasks, device)
+            text, pooled_text = bb.text(ids)
+            emb["text"] = bb.text_embedding(pooled_text)
+            if bool(use_text.any()):
+                tokens.append(self.text_in(text) + self.kind_embed[0])
+                pads.append((ids == BYTE_PAD) | ~use_text[:, None])
+                pools.append(pooled_text)
+                weights.append(use_text)
+        if bool(given.any()):  # every utterance given is encoded (the speech-text loss reads them all)
+            waves, lengths = audio[0].to(device), audio[1].to(device)
+            speech, pooled_audio = bb.encode_audio(waves, lengths)  # (B, La, audio width), (B, audio width)
+            emb["audio"] = bb.audio_embedding(pooled_audio)
+            tokens.append(self.audio_in(speech) + self.audio_kind)
+            pads.append(~audio_token_mask(lengths, speech.shape[1]) | ~use_audio[:, None])
+            pools.append(self.audio_pool(pooled_audio))
+            weights.append(use_audio)
+        w = torch.stack(weights).to(pools[0].dtype)[..., None]  # (n, B, 1): which pooled vectors each sample has
+        pooled = (torch.stack(pools) * w).sum(0) / w.sum(0).clamp(min=1.0)  # (B, text width)
+        return torch.cat(tokens, dim=1), torch.cat(pads, dim=1), pooled, emb
 
     # ---- action expert ----
 
@@ -272,7 +359,16 @@ class VLA(Normalized):
         drop = None
         if self.training and cfg.state_dropout:
             drop = torch.rand(state.shape[0], device=state.device) < cfg.state_dropout  # (B,)
-        memory, pad, emb = self.prefix(images, state, tasks, drop, image_embedding=cfg.w_contrastive > 0)
+        audio, use_text, use_audio = None, None, None
+        if cfg.spoken:
+            if keys.OBS_AUDIO not in batch:
+                raise GenbaError(f"instruction_modality={cfg.instruction_modality}: the batch has no {keys.OBS_AUDIO}")
+            audio = (batch[keys.OBS_AUDIO], (~batch[keys.pad_key(keys.OBS_AUDIO)]).sum(1))  # (B, T), (B,)
+            if cfg.instruction_modality == "both" and self.training:  # text only, speech only or both, a third each
+                choice = torch.randint(0, 3, (state.shape[0],))
+                use_text, use_audio = choice != 1, choice != 0
+        memory, pad, emb = self.prefix(images, state, tasks, drop, image_embedding=cfg.w_contrastive > 0, audio=audio,
+                                       use_text=use_text, use_audio=use_audio, text_embedding=True)  # fmt: skip
         if cfg.head == "flow":
             b = target.shape[0]
             t = torch.distributions.Beta(1.5, 1.0).sample((b,)).to(target.device) * 0.999 + 0.001  # (B,) pi0's
@@ -287,6 +383,10 @@ class VLA(Normalized):
             con = self.backbone.contrastive_loss(emb["image"], emb["text"], same_text(tasks).to(target.device))
             total = total + cfg.w_contrastive * con
             metrics["contrastive"] = float(con.detach())
+        if cfg.spoken and cfg.w_audio_text:  # every utterance, also those the prefix did not read this time
+            speech = self.backbone.audio_text_loss(emb["audio"], emb["text"], same_text(tasks).to(target.device))
+            total = total + cfg.w_audio_text * speech
+            metrics["audio_text"] = float(speech.detach())
         if cfg.w_env_state:
             env = self.norm(batch[cfg.env_state_key][:, -1], "env_state")  # (B, E)
             source = emb["keypoints"] if cfg.keypoints else memory[:, -1]  # (B, 2 x cameras x K) or (B, width)
@@ -304,10 +404,13 @@ class VLA(Normalized):
         state: torch.Tensor,
         tasks: list[str],
         generator: torch.Generator | None = None,
+        audio: tuple[torch.Tensor, torch.Tensor] | None = None,
+        use_text: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """images {camera: (B, 3, H, W) uint8}, state (B, S) raw, tasks -> action chunk (B, H, A) raw units."""
+        """images {camera: (B, 3, H, W) uint8}, state (B, S) raw, tasks -> action chunk (B, H, A) raw units; a spoken
+        policy also takes audio (waves (B, T), lengths (B,)) and use_text (B,) bool, as `prefix`."""
         cfg = self.config
-        memory, pad, _ = self.prefix(images, state.float(), tasks)
+        memory, pad, _ = self.prefix(images, state.float(), tasks, audio=audio, use_text=use_text)
         if cfg.head == "l1":
             return self.unnorm(self.expert_forward(None, None, memory, pad), "action")
         scheduler = self.scheduler()
@@ -326,6 +429,17 @@ class VLA(Normalized):
 
             self._scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
         return self._scheduler
+
+
+def audio_token_mask(lengths: torch.Tensor, tokens: int) -> torch.Tensor:
+    """Which of the audio encoder's `tokens` tokens lie inside each utterance: lengths (B,) samples -> (B, tokens)
+    bool. The backbone's own rule (genba.worldmodel.backbone.Backbone.encode_audio): a token is valid when the
+    window of its first log-mel frame ends inside the utterance, and the first token always is."""
+    from genba.speech.features import HOP, N_FFT
+    from genba.worldmodel.backbone import AudioEncoder
+
+    starts = torch.arange(tokens, device=lengths.device)[None] * AudioEncoder.SUBSAMPLE * HOP  # (1, tokens) samples
+    return (starts + N_FFT // 2 <= lengths[:, None]) | (starts == 0)
 
 
 register_model(KIND, VLA, VLAConfig)

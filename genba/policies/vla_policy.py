@@ -8,8 +8,11 @@
 
 The input spec is read from the checkpoint: each camera as `observation.images.<cam>` uint8 (S, S, 3) at the size the
 training data had, `observation.state` float32 (S,), and `task` (the instruction; required: the VLA is grounded in
-it). With `ema="auto"` (the default) a checkpoint trained with `ema > 0` acts with its EMA weights (the exponential
-moving average the loop keeps beside the raw ones), as diffusion and flow policies usually do. The action spec hands
+it). A policy trained with `instruction_modality=audio` reads `observation.audio` (the spoken instruction, float32
+16 kHz mono, with its `observation.audio_sample_rate`) instead of `task`; with `both`, `task` and `observation.audio`
+form a `one_of` group (genba.policies.spec.audio_feature): either or both. With `ema="auto"` (the default) a
+checkpoint trained with `ema > 0` acts with its EMA weights (the exponential moving average the loop keeps beside
+the raw ones), as diffusion and flow policies usually do. The action spec hands
 out the first `n_action_steps` rows of each predicted chunk of H, at the data's fps.
 
 The flow sampler's noise comes from a generator reseeded at every `reset()`: in the episode loop (genba eval, one
@@ -28,7 +31,7 @@ import torch
 
 from genba import keys
 from genba.errors import GenbaError
-from genba.policies.spec import ActionSpec, Feature, InputSpec
+from genba.policies.spec import INSTRUCTION, ActionSpec, Feature, InputSpec, audio_feature
 from genba.policies.vla import KIND
 from genba.train.loop import LAST
 
@@ -93,7 +96,14 @@ class VLAPolicy:
         s = cfg.image_size
         feats = {keys.image_key(c): Feature("uint8", (s, s, 3)) for c in cfg.cameras}
         feats[cfg.state_key] = Feature("float32", (cfg.state_dim,))
-        feats[keys.TASK] = Feature("str", description="the instruction, any language")
+        if cfg.instruction_modality == "text":
+            feats[keys.TASK] = Feature("str", description="the instruction, any language")
+        elif cfg.instruction_modality == "both":
+            feats[keys.TASK] = Feature("str", required=False, description="the instruction, any language",
+                                       one_of=INSTRUCTION)  # fmt: skip
+        if cfg.spoken:
+            feats[keys.OBS_AUDIO] = audio_feature()
+        self.instruction_modality = cfg.instruction_modality
         self.input_spec = InputSpec(feats)
         self.action_spec = ActionSpec(horizon=steps, dim=cfg.action_dim, fps=cfg.fps)
         self.generator = torch.Generator()
@@ -113,6 +123,14 @@ class VLAPolicy:
         }  # each (B, 3, H, W) uint8
         state = torch.from_numpy(np.stack([o[cfg.state_key] for o in batch])).float().to(self.device)  # (B, S)
         tasks = [str(o.get(keys.TASK, "")) for o in batch]
-        chunk = self.model.sample(images, state, tasks, generator=self.generator)  # (B, H, A)
+        audio = use_text = None
+        if cfg.spoken:  # waves (B, T) zero-padded, lengths (B,): 0 where a sample sent no speech
+            from genba.worldmodel.spoken import pad
+
+            waves = [np.array(o.get(keys.OBS_AUDIO, np.zeros(0, np.float32)), np.float32) for o in batch]  # copies
+            padded, lengths = pad(waves)
+            audio = (padded.to(self.device), lengths.to(self.device))
+            use_text = torch.tensor([keys.TASK in o for o in batch])
+        chunk = self.model.sample(images, state, tasks, generator=self.generator, audio=audio, use_text=use_text)
         rows = chunk[:, : self.action_spec.horizon].float().cpu().numpy()
         return [{keys.ACTIONS: r.astype(np.float32)} for r in rows]
