@@ -6,7 +6,10 @@ one episode loop on held-out seeds (`genba eval`), a tiny world model is trained
 (`genba train-worldmodel`) and evaluated on the held-out ones against copy-last-frame, with its predictions beside
 reality in a second Rerun file (`genba eval-worldmodel`), then a tiny VLA is trained on the same episodes, its
 backbone started from the world model's (`genba train-policy init=`), and evaluated in MuJoCo on held-out seeds with
-its grounding gap (`genba eval grounding=true`). Running it again continues or reuses the dataset instead of starting
+its grounding gap (`genba eval grounding=true`), and last evaluated again on the same seeds inside the world model
+(`genba eval env=worldmodel`: every frame after the MuJoCo reset imagined, the world model's success head ending
+the episode; the expert's episodes are recorded `after_success` steps past the success so that the head has labels
+of both outcomes). Running it again continues or reuses the dataset instead of starting
 over, and reuses finished world-model and policy runs.
 """
 
@@ -49,9 +52,22 @@ class DemoConfig:
         default=POLICY_STEPS, metadata={"help": f"VLA training steps (0 = no policy; {POLICY_STEPS} fit the demo)"}
     )
     policy_episodes: int = field(default=20, metadata={"help": "episodes of the VLA's evaluation (held-out seeds)"})
+    after_success: int = field(
+        default=5, metadata={"help": "steps recorded past each success: labels for the world model's success head"}
+    )
+    imagined_episodes: int = field(
+        default=10,
+        metadata={"help": "episodes of the last policy's evaluation again inside the world model, on the first of "
+                  "the same seeds (0 = none; needs after_success > 0)"},
+    )  # fmt: skip
     threads: int = field(default=0, metadata={"help": "torch CPU threads for the models (0 = torch's default)"})
 
     def __post_init__(self) -> None:
+        if not isinstance(self.imagined_episodes, int) or self.imagined_episodes < 0:
+            raise ValueError(f"imagined_episodes={self.imagined_episodes!r} must be an integer >= 0")
+        if self.imagined_episodes and not self.after_success:
+            raise ValueError("imagined_episodes > 0 needs after_success > 0 (the world model's success head learns "
+                             "from the steps after each success)")  # fmt: skip
         self.collect_config()  # task, episodes, image_size, lang, workers: collect's own checks, before any work
         self.eval_config()
         self.worldmodel_configs()
@@ -69,6 +85,7 @@ class DemoConfig:
             lang=self.lang,
             depth=self.depth,
             workers=self.workers,
+            after_success=self.after_success,
         )
 
     def eval_config(self) -> EvalConfig:
@@ -112,6 +129,17 @@ class DemoConfig:
                               grounding=True, out=str(run / "eval.json"))  # fmt: skip
         return train, evaluate
 
+    def imagined_config(self) -> EvalConfig:
+        """The last MuJoCo evaluation's policy (the VLA, or the expert without one) in the world model, same seeds."""
+        from genba.policies.evaluate import EvalConfig
+
+        policy = str(Path(self.out) / "vla") if self.policy_steps else "scripted"
+        real = max(self.policy_episodes, 1) if self.policy_steps else self.eval_episodes
+        episodes = max(min(self.imagined_episodes, real), 1)
+        return EvalConfig(task=self.task, policy=policy, episodes=episodes, lang=self.lang,
+                          env="worldmodel", worldmodel=str(Path(self.out) / "worldmodel"),
+                          out=str(Path(self.out) / "imagined_eval.json"))  # fmt: skip
+
 
 def run_demo(cfg: DemoConfig) -> dict:
     from genba.datasets.collect import run_collect
@@ -128,23 +156,30 @@ def run_demo(cfg: DemoConfig) -> dict:
     dataset = out / "dataset"
     rrd = out / "episode_0.rrd"
 
-    print(f"genba demo: 1/7 collecting {cfg.episodes} expert episodes of {cfg.task} into {dataset}", flush=True)
+    print(f"genba demo: 1/8 collecting {cfg.episodes} expert episodes of {cfg.task} into {dataset}", flush=True)
     collected = run_collect(cfg.collect_config())
-    print(f"genba demo: 2/7 logging episode 0 to {rrd}", flush=True)
+    print(f"genba demo: 2/8 logging episode 0 to {rrd}", flush=True)
     logged = run_viz(VizConfig(data=str(dataset), episode=0, out=str(rrd)))
-    print(f"genba demo: 3/7 evaluating the expert on {cfg.eval_episodes} held-out seeds", flush=True)
+    print(f"genba demo: 3/8 evaluating the expert on {cfg.eval_episodes} held-out seeds", flush=True)
     evaluated = run_eval(cfg.eval_config())
     train_cfg, eval_cfg = cfg.worldmodel_configs()
-    trained = _train_once(train_cfg, Path(train_cfg.out) / SUMMARY, run_train_worldmodel, "4/7", "a tiny world model")
-    print("genba demo: 5/7 evaluating the world model on the held-out episodes", flush=True)
+    trained = _train_once(train_cfg, Path(train_cfg.out) / SUMMARY, run_train_worldmodel, "4/8", "a tiny world model")
+    print("genba demo: 5/8 evaluating the world model on the held-out episodes", flush=True)
     wm = run_eval_worldmodel(eval_cfg)
     policy = policy_eval = None
     if cfg.policy_steps:
         policy_cfg, policy_eval_cfg = cfg.policy_configs()
-        policy = _train_once(policy_cfg, Path(policy_cfg.out) / POLICY_SUMMARY, run_train_policy, "6/7", "a tiny VLA")
-        print(f"genba demo: 7/7 evaluating the VLA on {policy_eval_cfg.episodes} held-out seeds, with its instructions "
+        policy = _train_once(policy_cfg, Path(policy_cfg.out) / POLICY_SUMMARY, run_train_policy, "6/8", "a tiny VLA")
+        print(f"genba demo: 7/8 evaluating the VLA on {policy_eval_cfg.episodes} held-out seeds, with its instructions "
               "and with shuffled ones", flush=True)  # fmt: skip
         policy_eval = run_eval(policy_eval_cfg)
+    imagined = None
+    if cfg.imagined_episodes:
+        imagined_cfg = cfg.imagined_config()
+        who = "the VLA" if cfg.policy_steps else "the expert"
+        print(f"genba demo: 8/8 evaluating {who} again inside the world model on the first {imagined_cfg.episodes} "
+              "of the same seeds", flush=True)  # fmt: skip
+        imagined = run_eval(imagined_cfg)
 
     print(f"genba demo: dataset {dataset} ({collected['episodes']} episodes, {collected['frames']} frames)")
     print(
@@ -159,6 +194,18 @@ def run_demo(cfg: DemoConfig) -> dict:
             f"{policy_eval['episodes']} held-out seeds, grounding gap {policy_eval['grounding_gap']:+.0%}, "
             f"{policy_eval['latency_ms_p50']:.0f} ms per chunk"
         )
+    if imagined is not None:
+        real = policy_eval if policy_eval is not None else evaluated
+        n = imagined["episodes"]
+        agree = sum(
+            a["success"] == b["success"] for a, b in zip(real["per_episode"][:n], imagined["per_episode"], strict=True)
+        )
+        print(
+            f"genba demo: in the world model {imagined['successes']}/{n} succeed against "
+            f"{sum(e['success'] for e in real['per_episode'][:n])}/{n} in MuJoCo on the same seeds (agreement "
+            f"{agree}/{n}), {imagined['seconds_per_episode']:.2f} s per episode against "
+            f"{real['seconds_per_episode']:.2f} s"
+        )
     print(f"genba demo: view them with: .venv/bin/rerun {rrd} {wm['rrd']}")
     return {
         "dataset": str(dataset),
@@ -170,6 +217,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         "eval_worldmodel": wm,
         "train_policy": policy,
         "eval_policy": policy_eval,
+        "eval_imagined": imagined,
     }
 
 

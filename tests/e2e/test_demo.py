@@ -1,7 +1,8 @@
 """The whole pipeline as `make demo` runs it, on a small preset: collect expert episodes in MuJoCo, load them with
 lerobot's own LeRobotDataset, write a .rrd of episode 0 and read it back with rerun's own reader, evaluate the
 expert, train a world model briefly and evaluate it on the held-out episode, with its .rrd read back, then train a
-VLA from the world model's backbone and evaluate it in MuJoCo with its grounding gap."""
+VLA from the world model's backbone and evaluate it in MuJoCo with its grounding gap, and again inside the world
+model on the same seeds."""
 
 import json
 
@@ -97,6 +98,18 @@ def test_demo_trains_a_vla_from_the_world_model_and_evaluates_its_grounding(demo
     assert evaluated["episodes"] == 2 and evaluated["seeds"][0] == 1_000_000
     assert "grounding_gap" in evaluated and evaluated["shuffled"]["episodes"] == 2
     assert evaluated["latency_ms_p50"] > 0 and set(evaluated["by_language"]) <= {"en", "ja"}
+
+
+def test_demo_ends_with_the_vla_again_inside_the_world_model(demo):
+    from genba.train.checkpoint import load_model
+
+    out, summary, _ = demo
+    real, imagined = summary["eval_policy"], summary["eval_imagined"]
+    assert imagined["backend"] == "worldmodel" and imagined["worldmodel"] == str(out / "worldmodel")
+    assert imagined["episodes"] == 2 and imagined["seeds"] == real["seeds"][:2]  # the same seeds as in MuJoCo
+    assert imagined["seconds_per_episode"] > 0 and 0 <= imagined["successes"] <= 2
+    assert load_model(out / "worldmodel" / "last", kind="worldmodel")[1].success_head  # after_success gave labels
+    assert summary["collect"]["frames"] >= 2 * 6  # each episode goes on 5 steps past its success
 
 
 @pytest.mark.parametrize(
