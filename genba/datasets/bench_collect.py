@@ -8,8 +8,10 @@ lerobot's writer; when sharded, the shards and lerobot's merge) into a fresh fol
 to collect's (1 for local: one writer; workers for ray), so `local:2:2` is two local processes that each simulate and
 write a shard. The summary quotes the median frames/s and episodes/s per point and option, and each point's ratio to
 local:1 in the same run. Ray is started once (a local instance with the largest Ray worker count, loopback) and its
-start-up is not timed; a sharded run's time does include its process or task start-up, shard writing and merge
-(`merge_share`: merge seconds over collect seconds).
+start-up is not timed; a sharded run's time does include its task start-up, shard writing and merge (`merge_share`:
+merge seconds over collect seconds). Ray keeps its worker processes between runs, and so does the bench with local
+shard processes (genba.datasets.shards.keep_processes): in both, the first run of the first option pays the
+workers' start-up (importing lerobot, torch and MuJoCo) and later runs do not; `frames_per_s_runs` lists every run.
 
 The model's costs are measured apart on the same episodes in this process: `sim_render_ms` per frame (physics, the
 expert and the cameras, no writing) and `write_ms` per frame (lerobot's writer with its video encoding, from frames
@@ -21,6 +23,7 @@ at random rows (what a loader without a frame cache pays per sample, like lerobo
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import statistics
 import tempfile
@@ -29,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genba.datasets.collect import VCODECS, CollectConfig
+from genba.datasets.shards import keep_processes
 
 
 @dataclass
@@ -75,6 +79,9 @@ def run_bench_collect(cfg: BenchCollectConfig) -> dict:
             ray = None
         else:
             ray.init(num_cpus=ray_workers, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    kept = contextlib.ExitStack()  # local shard processes, kept across runs like Ray's workers
+    for workers in sorted({int(p.split(":")[1]) for p in cfg.points if p.startswith("local:") and p.count(":") == 2}):
+        kept.enter_context(keep_processes(workers))
     scratch = Path(tempfile.mkdtemp(prefix="genba-bench-collect-"))
     results: list[dict] = []
     costs: dict[str, dict] = {}
@@ -112,6 +119,7 @@ def run_bench_collect(cfg: BenchCollectConfig) -> dict:
                 results.append(row)
     finally:
         bar.close()
+        kept.close()
         shutil.rmtree(scratch, ignore_errors=True)
         if ray is not None:
             ray.shutdown()

@@ -15,9 +15,11 @@ processes each simulate and write whole shards, as datatrove's LocalPipelineExec
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,10 +106,40 @@ def _committed(root: Path) -> int:
 
 
 # ----------------------------------------------------------------- local processes
+_KEPT: dict[int, Any] = {}  # workers -> the pool that keep_processes() keeps for the collect runs inside it
+
+
+def _new_pool(workers: int) -> Any:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from genba.datasets.collect import _exit_with_parent
+
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_exit_with_parent, initargs=(os.getpid(),))  # fmt: skip
+
+
+@contextlib.contextmanager
+def keep_processes(workers: int) -> Iterator[None]:
+    """Keep the local shard processes alive across the collect runs inside (`genba bench collect`, a notebook), as a
+    Ray instance keeps its workers: only the first run pays their start-up (importing lerobot, torch and MuJoCo,
+    about 5 s of CPU per process). A `genba collect` command pays it once per run."""
+    if workers in _KEPT:
+        yield
+        return
+    _KEPT[workers] = _new_pool(workers)
+    try:
+        yield
+    finally:
+        pool = _KEPT.pop(workers, None)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
 class ProcessRunner:
     """executor=local shards=N: shards run in `workers` spawned processes (created at the first shard, reused by
-    later rounds). A process that dies (killed, out of memory) breaks the pool: it is replaced and the shards it held
-    are retried, each resuming from its last committed episode."""
+    later rounds; kept across runs inside keep_processes). A process that dies (killed, out of memory) breaks the
+    pool: it is replaced and the shards it held are retried, each resuming from its last committed episode."""
 
     address = None
 
@@ -117,14 +149,23 @@ class ProcessRunner:
 
     def _get_pool(self) -> Any:
         if self._pool is None:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            from genba.datasets.collect import _exit_with_parent
-
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_exit_with_parent, initargs=(os.getpid(),))  # fmt: skip
+            self._pool = _KEPT.get(self.workers) or _new_pool(self.workers)
         return self._pool
+
+    def _drop_pool(self, kill: bool = False) -> None:
+        """Forget the pool (shut down unless keep_processes keeps it; a broken or killed one is never kept)."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        kept = _KEPT.get(self.workers) is pool
+        if kill:
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.kill()
+        if kept and not kill:
+            return
+        if kept:
+            del _KEPT[self.workers]
+        pool.shutdown(wait=not kill, cancel_futures=True)
 
     def run(self, cfg: Any, out: Path, ranges: list[tuple[int, int]], bar: Any, committed: int) -> dict:
         from concurrent.futures import FIRST_COMPLETED, wait
@@ -150,8 +191,7 @@ class ProcessRunner:
                     results[r] = {**future.result(), "status": "ran"}
                 except Exception as e:
                     if isinstance(e, BrokenProcessPool) and pool is self._pool:  # every shard in it fails so
-                        self._pool = None
-                        pool.shutdown(wait=False, cancel_futures=True)
+                        self._drop_pool(kill=True)
                     if tries[r] <= SHARD_RETRIES:
                         submit(r)
                     else:
@@ -162,16 +202,10 @@ class ProcessRunner:
     def abort(self) -> None:
         """Stop now (Ctrl-C in the driver): the shard processes are killed; each shard keeps its committed
         episodes (the writer is crash-safe) and the next run resumes it."""
-        if self._pool is not None:
-            for proc in list((getattr(self._pool, "_processes", None) or {}).values()):
-                proc.kill()
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        self._drop_pool(kill=True)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        self._drop_pool()
 
 
 # ----------------------------------------------------------------- Ray

@@ -7,6 +7,7 @@ import pytest
 
 from genba.cli import main
 from genba.datasets.bench_collect import BenchCollectConfig, run_bench_collect
+from genba.datasets.shards import _KEPT
 
 
 def test_bench_collect_tiny():
@@ -21,6 +22,7 @@ def test_bench_collect_tiny():
     (costs,) = summary["costs"].values()
     assert costs["sim_render_ms"] > 0 and costs["write_ms"] > 0 and costs["frames"] == rows["local:1"]["frames"]
     assert costs["decode_in_order_ms"] > 0 and costs["decode_random_ms"] > 0
+    assert not _KEPT  # the local shard processes kept for the runs are gone
 
 
 def test_bench_collect_bad_points_and_help(capsys):

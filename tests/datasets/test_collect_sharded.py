@@ -22,6 +22,7 @@ from dataset_equality import assert_same_dataset
 from genba.datasets.collect import CollectConfig, run_collect
 from genba.datasets.commit import LOCK_FILE, read_all_episode_meta, read_commit
 from genba.datasets.distributed import PLAN_FILE, shard_dir, shard_done, shard_root
+from genba.datasets.shards import _KEPT, keep_processes
 
 pytestmark = pytest.mark.xdist_group("datasets_sharded")  # one xdist worker: the reference is collected once
 
@@ -38,21 +39,28 @@ def one_writer(tmp_path_factory) -> Path:
     return out
 
 
+def _pids(pool) -> set[int]:
+    return set(pool._processes)
+
+
 def test_shards_equal_one_writer(one_writer, tmp_path):
     out = tmp_path / "reach"
-    summary = run_collect(CollectConfig(**OPTS, **SHARDED, out=str(out)))
+    with keep_processes(2):  # the second run below reuses the first one's shard processes (as Ray keeps its workers)
+        summary = run_collect(CollectConfig(**OPTS, **SHARDED, out=str(out)))
+        assert [m["seed"] for m in read_all_episode_meta(out)] == [0, 1, 2, 3, 4, 6]
+        assert_same_dataset(one_writer, out)
+        assert not shard_dir(out).exists() and read_commit(out)["checkpoint"]["episodes"] == 6
+        pids = _pids(_KEPT[2])
+        again = run_collect(CollectConfig(**{**OPTS, "episodes": 8}, **SHARDED, out=str(out)))
+        assert _pids(_KEPT[2]) == pids and len(pids) == 2
+    assert not _KEPT
     assert summary["executor"] == "local" and summary["complete"] and summary["failed_shards"] == []
     assert [(s["start"], s["stop"], s["status"]) for s in summary["shards"]] == [
         (0, 3, "ran"), (3, 6, "ran"), (6, 7, "ran")
     ]  # fmt: skip
     assert summary["episodes"] == 6 and summary["attempts"] == 7 and summary["merge_seconds"] > 0
     assert "ray_address" not in summary
-    assert [m["seed"] for m in read_all_episode_meta(out)] == [0, 1, 2, 3, 4, 6]
-    assert_same_dataset(one_writer, out)
-    assert not shard_dir(out).exists() and read_commit(out)["checkpoint"]["episodes"] == 6
-
-    # it extends like any genba dataset, with one writer or with shards
-    again = run_collect(CollectConfig(**{**OPTS, "episodes": 8}, **SHARDED, out=str(out)))
+    # the second run extended it like any genba dataset
     assert again["resumed_from_episode"] == 6 and again["episodes"] == 8
     assert [m["seed"] for m in read_all_episode_meta(out)] == [0, 1, 2, 3, 4, 6, 7, 8]
 
