@@ -123,7 +123,11 @@ class CollectConfig:
     )  # fmt: skip
     fps: int = field(default=10, metadata={"help": "control rate and dataset fps (30 = LeRobot's SO-101 datasets)"})
     executor: str = field(
-        default="local", metadata={"help": "local (this process + workers) or ray (shards as Ray tasks, merged)"}
+        default="local",
+        metadata={
+            "help": "local (this process + workers, or with shards=N local shard processes) "
+            "or ray (shards as Ray tasks); shards are merged by LeRobot's merge"
+        },
     )
     shards: int = field(
         default=0,
