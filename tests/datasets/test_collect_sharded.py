@@ -6,22 +6,19 @@ episodes."""
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
 import signal
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
 from dataset_equality import assert_same_dataset
+from killed_driver import assert_redid_only_missing, kill_driver_mid_run
 
 from genba.datasets.collect import CollectConfig, run_collect
-from genba.datasets.commit import LOCK_FILE, read_all_episode_meta, read_commit
-from genba.datasets.distributed import PLAN_FILE, shard_dir, shard_done, shard_root
+from genba.datasets.commit import read_all_episode_meta, read_commit
+from genba.datasets.distributed import shard_dir, shard_done, shard_root
 from genba.datasets.shards import _KEPT, keep_processes
 
 pytestmark = pytest.mark.xdist_group("datasets_sharded")  # one xdist worker: the reference is collected once
@@ -77,70 +74,12 @@ def test_a_dying_shard_process_is_retried_and_resumes(one_writer, tmp_path, monk
     assert_same_dataset(one_writer, out)
 
 
-def _cli(out: Path) -> subprocess.Popen:
-    env = {**os.environ, "SVT_LOG": "1"}
-    env.pop("GENBA_KILL_AT", None)
-    if env.pop("PYTHONDONTWRITEBYTECODE", None):  # else each child recompiles torch from source (~20 s)
-        env.setdefault("PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / "genba-test-pycache"))
-    args = [f"{k}={json.dumps(v, separators=(',', ':')).replace(chr(34), '')}" for k, v in {**OPTS, **SHARDED}.items()]
-    cmd = [sys.executable, "-m", "genba", "collect", *args, f"out={out}"]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-
-
-def _shard_commits(out: Path) -> dict[tuple[int, int], dict]:
-    commits = {}
-    for root in sorted(shard_dir(out).glob("attempts-*")):
-        _, a, b = root.name.split("-")
-        try:
-            commit = read_commit(root)
-        except Exception:  # a commit record being replaced right now
-            continue
-        if commit is not None:
-            commits[(int(a), int(b))] = commit
-    return commits
-
-
-def _unlocked(root: Path) -> bool:
-    """True when no process holds the shard's writer lock (a killed driver's shard processes have exited)."""
-    path = root / LOCK_FILE
-    if not path.exists():
-        return True
-    fd = os.open(path, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
-
-
 def test_killed_driver_rerun_redoes_only_missing_shards_and_episodes(one_writer, tmp_path):
     out = tmp_path / "reach"
-    proc = _cli(out)
-    while proc.poll() is None and not any(c["episodes"] for c in _shard_commits(out).values()):
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)  # the driver only: its shard processes notice and exit on their own
-    assert proc.wait(timeout=60) == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
-    roots = list(shard_dir(out).glob("attempts-*"))
-    deadline = time.time() + 30
-    while not all(_unlocked(r) for r in roots) and time.time() < deadline:
-        time.sleep(0.1)
-    assert all(_unlocked(r) for r in roots), "a shard process outlived its killed driver"
-    assert not out.exists() and (shard_dir(out) / PLAN_FILE).is_file()  # killed mid-run, before the merge
-    before = {r: c["attempts"] for r, c in _shard_commits(out).items()}
-    done = {r for r in before if shard_done(shard_root(out, *r), *r)}  # all attempts committed and checkpointed
-    assert sum(c["episodes"] for c in _shard_commits(out).values()) >= 1
-
+    before, done = kill_driver_mid_run({**OPTS, **SHARDED}, out)  # its shard processes exit on their own
     summary = run_collect(CollectConfig(**OPTS, **SHARDED, out=str(out)))
-    assert summary["complete"] and summary["episodes"] == 6
-    for s in summary["shards"]:
-        r = (s["start"], s["stop"])
-        if r in done:  # finished before the kill: reused, not redone
-            assert s["status"] == "reused", s
-        else:  # resumed after its last committed attempt (killed before its checkpoint: only its log replayed)
-            assert s["status"] == "ran" and s["resumed_from"] == before.get(r, 0), (s, before)
-    assert sum(before.values()) >= 1
+    assert summary["episodes"] == 6
+    assert_redid_only_missing(summary, before, done)
     assert_same_dataset(one_writer, out)
     assert not shard_dir(out).exists()
 

@@ -1,7 +1,8 @@
 """`genba collect executor=ray` on a real local Ray instance (loopback, 2 CPUs): shards written by genba's writer in
 Ray tasks and merged by LeRobot's own aggregate_datasets equal executor=local episode for episode; a failing shard is
-reported with its seeds and error while the others are kept, and a rerun redoes only it; a merged dataset extends
-locally; an unreachable address and a merge of datasets with other features are one line each."""
+reported with its seeds and error while the others are kept, and a rerun redoes only it (also after a SIGKILLed
+driver); a merged dataset extends locally; an unreachable address and a merge of datasets with other features are
+one line each."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from dataset_equality import assert_same_dataset, load
+from killed_driver import assert_redid_only_missing, kill_driver_mid_run
 
 from genba.datasets.collect import CollectConfig, run_collect
 from genba.datasets.commit import read_all_episode_meta, read_commit
@@ -106,6 +108,17 @@ def test_failing_shard_reported_others_kept_rerun_redoes_only_it(ray_cluster, lo
     ]  # fmt: skip
     assert again["shards"][1]["resumed_from"] == 1  # attempt 3 was committed: only attempts 4 and 5 are redone
     assert not shard_dir(out).exists()
+    assert_same_dataset(local[0], out)
+
+
+def test_killed_driver_rerun_redoes_only_missing_shards(ray_cluster, local, tmp_path):
+    """A driver on this Ray instance, SIGKILLed mid-run: Ray stops its job's tasks; the same command, rerun, redoes
+    only the shards not done, each from its last committed episode, and the result is unchanged."""
+    out = tmp_path / "reach"
+    address = ray_cluster.get_runtime_context().gcs_address
+    before, done = kill_driver_mid_run({**OPTS, "executor": "ray", "shards": 2, "ray_address": address}, out)
+    summary = run_collect(CollectConfig(**OPTS, out=str(out), executor="ray", shards=2))
+    assert_redid_only_missing(summary, before, done)
     assert_same_dataset(local[0], out)
 
 
