@@ -84,7 +84,9 @@ def _env(run: dict) -> Any:
         if setup.get("backend") == "worldmodel":
             from genba.worldmodel import make_env
 
-            envs[key] = make_env(setup["task"], run=setup["worldmodel"], threads=setup["threads"], **run["env"])
+            envs[key] = make_env(
+                setup["task"], run=setup["worldmodel"], threads=setup["threads"], **run["env"], **setup.get("judge", {})
+            )
         else:
             from genba.sim import make
 

@@ -28,7 +28,8 @@ naming the seed.
 
 The backend: `env=mujoco` (the default) simulates; `env=worldmodel worldmodel=<run>` runs the same episodes in the
 world model's env (genba.worldmodel.env: each episode starts from the MuJoCo reset of its seed, every step after
-is imagined, and the run's success head ends it), through the same loop and workers, with the same report. A run
+is imagined, and the run's success head ends it once its probability passes `success_threshold` for `success_steps`
+consecutive steps, both recorded in the summary), through the same loop and workers, with the same report. A run
 without a success head, trained on another task, or unable to give what the policy reads is a one-line error before
 any episode. `backend`, `seconds` (the whole evaluation's wall clock) and `seconds_per_episode` (mean wall clock of
 an episode, reset included) are reported for both, so their costs compare.
@@ -141,6 +142,12 @@ class EvalConfig:
     audio_snr: float = field(default=20.0, metadata={"help": "spoken: speech-to-noise ratio in dB"})
     env: str = field(default="mujoco", metadata={"help": "mujoco, or worldmodel: imagined episodes (worldmodel=)"})
     worldmodel: str = field(default="", metadata={"help": "world-model run folder for env=worldmodel"})
+    success_threshold: float = field(
+        default=0.5, metadata={"help": "env=worldmodel: the success-head probability that counts as success"}
+    )
+    success_steps: int = field(
+        default=1, metadata={"help": "env=worldmodel: consecutive steps above success_threshold that end an episode"}
+    )
     out: str = field(default="", metadata={"help": "summary JSON path (default outputs/eval-<time>.json)"})
 
     def __post_init__(self) -> None:
@@ -184,6 +191,8 @@ class EvalConfig:
             raise ValueError(f"env={self.env!r} is not one of {', '.join(BACKENDS)}")
         if (self.env == "worldmodel") != bool(self.worldmodel):
             raise ValueError("env=worldmodel needs worldmodel=<run folder>, and worldmodel= needs env=worldmodel")
+        if self.env != "worldmodel" and (self.success_threshold, self.success_steps) != (0.5, 1):
+            raise ValueError("success_threshold= and success_steps= are the world model's: they need env=worldmodel")
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
             raise ValueError(f"workers={self.workers!r} must be an integer >= 1 (or null)")
         if self.rrd and not self.rrd.endswith(".rrd"):
@@ -284,7 +293,7 @@ def run_eval(cfg: EvalConfig) -> dict:
         from genba.worldmodel import make_env
 
         for options in env.values():
-            make_env(cfg.task, run=cfg.worldmodel, **options).close()
+            make_env(cfg.task, run=cfg.worldmodel, **options, **_judge(cfg)).close()
     seeds = list(range(cfg.seed, cfg.seed + cfg.episodes))
     rrd = _check_rrd(cfg)
     scratch = tempfile.mkdtemp(prefix=".eval-rrd-", dir=rrd.parent) if rrd else ""
@@ -299,6 +308,7 @@ def run_eval(cfg: EvalConfig) -> dict:
         "threads": max(1, (os.cpu_count() or 1) // cfg.n_workers),
         "backend": cfg.env,
         "worldmodel": cfg.worldmodel,
+        "judge": _judge(cfg),
     }
     try:
         results = _run_all(cfg, setup, seeds, built)
@@ -352,6 +362,11 @@ def _run_all(cfg: EvalConfig, setup: dict, seeds: list[int], built: dict) -> lis
     finally:
         bar.close()
     return results  # type: ignore[return-value]
+
+
+def _judge(cfg: EvalConfig) -> dict:
+    """How the world-model env decides success (genba.worldmodel.env.WorldModelEnvConfig); {} in MuJoCo."""
+    return {"success_threshold": cfg.success_threshold, "success_steps": cfg.success_steps} if cfg.worldmodel else {}
 
 
 def _check_rrd(cfg: EvalConfig) -> Path | None:
@@ -446,6 +461,7 @@ def _summary(cfg: EvalConfig, setup: dict, seeds: list[int], results: list, rrd:
     summary["backend"] = cfg.env
     if cfg.env == "worldmodel":
         summary["worldmodel"] = cfg.worldmodel
+        summary.update(_judge(cfg))
     summary["seconds_per_episode"] = round(sum(e["episode_seconds"] for e in results[0]) / len(seeds), 4)
     outcomes = [[e["success"] for e in episodes] for episodes in results]
     where = f" in the world model {cfg.worldmodel}" if cfg.env == "worldmodel" else ""

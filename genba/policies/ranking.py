@@ -61,6 +61,8 @@ class RankingConfig:
         default="", metadata={"help": "write the first seed of rrd_policy in both backends, side by side (.rrd)"}
     )
     rrd_policy: str = field(default="", metadata={"help": "policy for rrd= (empty: the first of policies)"})
+    success_threshold: float = field(default=0.5, metadata={"help": "the world model's success-head probability"})
+    success_steps: int = field(default=1, metadata={"help": "consecutive steps above it that end an imagined episode"})
     out: str = field(default="", metadata={"help": "summary JSON path (default outputs/eval-ranking-<time>.json)"})
 
     def __post_init__(self) -> None:
@@ -74,14 +76,15 @@ class RankingConfig:
             raise ValueError(f"policies= names {repeated[0]!r} more than once")
         if self.rrd_policy and self.rrd_policy not in self.policies:
             raise ValueError(f"rrd_policy={self.rrd_policy!r} is not one of policies=")
-        self.eval_config("mujoco", self.policies[0])  # EvalConfig's own checks (task, episodes, seed, rrd, ...)
+        self.eval_config("worldmodel", self.policies[0])  # EvalConfig's own checks (task, episodes, seed, rrd, ...)
 
     def eval_config(self, backend: str, policy: str) -> EvalConfig:
         """The `genba eval` configuration of one policy in one backend."""
         wm = self.worldmodel if backend == "worldmodel" else ""
+        judge = {"success_threshold": self.success_threshold, "success_steps": self.success_steps} if wm else {}
         return EvalConfig(task=self.task, policy=policy, episodes=self.episodes, seed=self.seed, lang=self.lang,
                           image_size=self.image_size, cameras=self.cameras, workers=self.workers, env=backend,
-                          worldmodel=wm)  # fmt: skip
+                          worldmodel=wm, **judge)  # fmt: skip
 
 
 def run_ranking(cfg: RankingConfig) -> dict:

@@ -12,7 +12,7 @@ def test_the_world_model_eval_reports_what_the_mujoco_one_does(reach_wm_run, cap
     common = dict(task="reach", policy="scripted", episodes=2, workers=1, lang="mixed")
     mujoco = run_eval(EvalConfig(**common))
     dream = run_eval(EvalConfig(**common, env="worldmodel", worldmodel=str(reach_wm_run["run"])))
-    assert set(dream) == set(mujoco) | {"worldmodel"}
+    assert set(dream) == set(mujoco) | {"worldmodel", "success_threshold", "success_steps"}
     assert (mujoco["backend"], dream["backend"]) == ("mujoco", "worldmodel")
     assert dream["seeds"] == mujoco["seeds"] == [1_000_000, 1_000_001]
     assert [e["task"] for e in dream["per_episode"]] == [e["task"] for e in mujoco["per_episode"]]  # same scenes
@@ -33,11 +33,24 @@ def test_outcomes_do_not_depend_on_the_worker_count(reach_wm_run):
     assert [[e[k] for k in fields] for e in one["per_episode"]] == [[e[k] for k in fields] for e in two["per_episode"]]
 
 
+def test_the_success_rule_reaches_the_world_model_env(reach_wm_run):
+    common = dict(task="reach", policy="hold", episodes=2, workers=1, env="worldmodel",
+                  worldmodel=str(reach_wm_run["run"]))  # fmt: skip
+    eager = run_eval(EvalConfig(**common, success_threshold=1e-6, success_steps=3))
+    assert [(e["success"], e["steps"]) for e in eager["per_episode"]] == [(True, 3)] * 2
+    assert (eager["success_threshold"], eager["success_steps"]) == (1e-6, 3)
+    never = run_eval(EvalConfig(**common, success_threshold=1 - 1e-9))
+    assert [(e["success"], e["steps"]) for e in never["per_episode"]] == [(False, 40)] * 2
+    with pytest.raises(ValueError, match=r"^success_threshold= and success_steps= are the world model.s: they need"):
+        EvalConfig(task="reach", policy="hold", success_steps=2)  # MuJoCo has its own success predicate
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [("task=pick_place", "was trained on reach, not task=pick_place"),
      ("worldmodel=", "env=worldmodel needs worldmodel=<run folder>, and worldmodel= needs env=worldmodel"),
-     ("env=dream", "env='dream' is not one of mujoco, worldmodel")],
+     ("env=dream", "env='dream' is not one of mujoco, worldmodel"),
+     ("success_steps=0", "success_steps=0 must be an integer in [1, 100]"),]
 )  # fmt: skip
 def test_bad_input_is_one_line_before_any_episode(reach_wm_run, capsys, override, message):
     from genba.cli import main
