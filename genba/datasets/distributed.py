@@ -165,7 +165,8 @@ def run_distributed(cfg: Any, fps: int, features: dict[str, dict]) -> dict:
     seconds = time.perf_counter() - started
     new_eps = _episodes(shards)
     new_frames = sum(s["frames"] for s in shards.values())
-    ran = [s for s in shards.values() if s["status"] == "ran"]  # the rate of this run: shards done before excluded
+    # the rate of this run: shards done before, and what a resumed shard had committed before, excluded
+    ran = [s for s in shards.values() if s["status"] == "ran"]
     commit = read_commit(out) if out.is_dir() and not failed else None
     episodes = commit["episodes"] if commit else base_eps + new_eps
     attempts = commit["attempts"] if commit else base_attempts + sum(b - a for a, b in shards)
@@ -181,8 +182,8 @@ def run_distributed(cfg: Any, fps: int, features: dict[str, dict]) -> dict:
         "frames": commit["frames"] if commit else base_frames + new_frames,
         "expert_success_rate": round(successes / attempts, 4) if attempts else None,
         "seconds": round(seconds, 3),
-        "frames_per_s": round(sum(s["frames"] for s in ran) / seconds, 2),
-        "episodes_per_s": round(sum(s["episodes"] for s in ran) / seconds, 3),
+        "frames_per_s": round(sum(s["new_frames"] for s in ran) / seconds, 2),
+        "episodes_per_s": round(sum(s["new_episodes"] for s in ran) / seconds, 3),
         "dataset": str(out) if not failed else None,
         "complete": not failed,
         "new_episodes": new_eps,

@@ -33,8 +33,8 @@ SHARD_RETRIES = 2  # a shard whose process died or raised is rerun this many tim
 # ----------------------------------------------------------------- one shard (in a Ray task or a local process)
 def collect_attempts(cfg: Any, root: str | Path, start: int, stop: int, fail_at: int | None = None) -> dict:
     """Simulate expert attempts [start, stop) in this process and write the ones to keep into the dataset at `root`
-    (resumable: a rerun continues after the last committed attempt). Returns the counts, and `resumed_from`: the
-    attempts already committed when it started (not simulated again).
+    (resumable: a rerun continues after the last committed attempt). Returns the counts, `resumed_from`: the
+    attempts already committed when it started (not simulated again), and `new_episodes` / `new_frames` written now.
 
     fail_at: fault injection for the tests, the attempt at which to raise instead of writing.
     """
@@ -44,7 +44,7 @@ def collect_attempts(cfg: Any, root: str | Path, start: int, stop: int, fail_at:
     fps, env_state_dim = _probe_env(cfg)
     identity = {**cfg.identity(), "attempts": [start, stop]}
     writer = open_writer(root, fps, dataset_features(cfg, env_state_dim), identity, video=cfg.video())
-    n, resumed_from = stop - start, writer.attempts
+    n, resumed_from, before = stop - start, writer.attempts, (writer.episodes, writer.frames)
     results = _simulate(cfg, first=start + writer.attempts, stop=lambda: (writer.attempts >= n, n - writer.attempts),
                         workers=1)  # fmt: skip
     try:
@@ -55,9 +55,9 @@ def collect_attempts(cfg: Any, root: str | Path, start: int, stop: int, fail_at:
     finally:
         results.close()
         writer.close()
-    return {k: getattr(writer, k) for k in ("episodes", "frames", "attempts", "successes")} | {
-        "resumed_from": resumed_from
-    }
+    counts = {k: getattr(writer, k) for k in ("episodes", "frames", "attempts", "successes")}
+    new = {"new_episodes": writer.episodes - before[0], "new_frames": writer.frames - before[1]}
+    return counts | new | {"resumed_from": resumed_from}
 
 
 def collect_shard(job: dict) -> dict:

@@ -107,6 +107,7 @@ def test_failing_shard_reported_others_kept_rerun_redoes_only_it(ray_cluster, lo
         (0, 3, "reused"), (3, 6, "ran"), (6, 7, "ran")
     ]  # fmt: skip
     assert again["shards"][1]["resumed_from"] == 1  # attempt 3 was committed: only attempts 4 and 5 are redone
+    assert (again["shards"][1]["episodes"], again["shards"][1]["new_episodes"]) == (2, 1)  # seed 4 now, 5 fails
     assert not shard_dir(out).exists()
     assert_same_dataset(local[0], out)
 
