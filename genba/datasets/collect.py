@@ -118,8 +118,8 @@ class CollectConfig:
     keep_failed: bool = field(default=False, metadata={"help": "keep failed expert attempts in the dataset"})
     workers: int = field(
         default=1,
-        metadata={"help": "processes simulating episodes in parallel (one writer); with executor=ray and no "
-                  "ray_address, the CPUs of the local Ray instance"},
+        metadata={"help": "processes simulating episodes in parallel (one writer), or with shards=N simulating and "
+                  "writing shards; with executor=ray and no ray_address, the CPUs of the local Ray instance"},
     )  # fmt: skip
     fps: int = field(default=10, metadata={"help": "control rate and dataset fps (30 = LeRobot's SO-101 datasets)"})
     executor: str = field(
