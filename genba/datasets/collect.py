@@ -40,8 +40,8 @@ up after 10 x episodes + 10 attempts); `expert_success_rate` counts every attemp
 attempt (useful with noise>0 for recovery data); episode i then has seed `seed + i`.
 
 Who acts and success labels: `policy=` other than the expert (`hold`, `random`, `scripted:noise=0.3`, the registry's
-built-in weak policies, or a list of them taken in turn per attempt) with keep_failed=true gives the failures and
-near-misses a world model's success head needs;
+built-in weak policies, a VLA run folder, or a list of them taken in turn per attempt) with keep_failed=true gives
+the failures and near-misses a world model's success head needs, or a policy's own episodes to learn from;
 `after_success=K` records K steps past the first success and adds LeRobot's per-frame `next.success` (1,) bool
 column (the task's predicate after each action; genba/datasets/simulate.py runs one attempt). Both are part of the
 identity.
@@ -161,7 +161,8 @@ class CollectConfig:
     policy: Any = field(
         default="scripted",
         metadata={"help": "who acts: scripted (the expert, with noise=), a built-in weak policy for failure data "
-                  "(hold, random, scripted:noise=0.3, ...), or a list of them: attempt j acts with the (j mod n)-th"},
+                  "(hold, random, scripted:noise=0.3, ...), a VLA run folder (its own episodes, e.g. imagined), "
+                  "or a list of them: attempt j acts with the (j mod n)-th"},
     )  # fmt: skip
     after_success: int = field(
         default=0, metadata={"help": "steps recorded after the first success, with a per-frame next.success column "
@@ -228,9 +229,9 @@ class CollectConfig:
         if not self.policies() or not all(isinstance(p, str) for p in self.policies()):
             raise ValueError(f"policy={self.policy!r} must be a policy name or a non-empty list of them")
         for policy in self.policies():
-            if policy != "scripted" and builtin_options(policy) is None:  # a VLA would need what the writer decides
-                raise ValueError(f"policy={policy!r} is not a built-in policy (scripted, hold, random, linear, "
-                                 "with options as scripted:noise=0.3)")  # fmt: skip
+            if policy != "scripted" and builtin_options(policy) is None and not Path(policy).is_dir():
+                raise ValueError(f"policy={policy!r} is neither a built-in policy (scripted, hold, random, linear, "
+                                 "with options as scripted:noise=0.3) nor a VLA run folder")  # fmt: skip
         if self.noise and self.policy != "scripted":
             raise ValueError(f"noise={self.noise} is the expert's; with policy={self.policy} give it as "
                              "policy=scripted:noise=<rad>")  # fmt: skip

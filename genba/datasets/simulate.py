@@ -4,13 +4,14 @@ for the writer. A top-level function of plain-dict input, so that spawned worker
 
 Policies: attempt j acts with `policies[j mod n]`: `scripted` (the task's expert, with the job's `noise`), or a
 built-in weak policy from the registry (`hold`, `random`, `scripted:noise=0.3`; weak policies give a world model's
-success head its failures), whose random draws come from NumPy's generator seeded with the attempt's seed. With the
-env option `after_success`, the frames carry `next.success` (T, 1) bool: the task's predicate after each action,
-from the env's `success_trace`.
+success head its failures), or a VLA run folder (loaded once per process); their random draws come from NumPy's and
+torch's generators, seeded with the attempt's seed. With the env option `after_success`, the frames carry
+`next.success` (T, 1) bool: the task's predicate after each action, from the env's `success_trace`.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -18,11 +19,24 @@ import numpy as np
 from genba import keys
 
 _ENVS: dict[tuple, Any] = {}  # per process: building the env (and its renderer) once, not per episode
+_POLICIES: dict[str, Any] = {}  # per process: a VLA run loaded once
 
 
 def close_envs() -> None:
     while _ENVS:
         _ENVS.popitem()[1].close()
+    _POLICIES.clear()
+
+
+def _policy(name: str, task: str, seed: int, fps: int) -> Any:
+    """A built-in policy, made per attempt (its options may take the seed), or a VLA, loaded once per process."""
+    from genba.policies.registry import builtin_options, policy_factory
+
+    if builtin_options(name):
+        return policy_factory(name, task=task, seed=seed, fps=fps, horizon=1)()
+    if name not in _POLICIES:
+        _POLICIES[name] = policy_factory(name, task=task, fps=fps)()
+    return _POLICIES[name]
 
 
 def simulate_episode(job: dict) -> dict:
@@ -48,11 +62,11 @@ def simulate_episode(job: dict) -> dict:
     policy = policies[job["attempt"] % len(policies)]
     if policy == "scripted":
         expert = ScriptedPolicy(job["task"], noise=job["noise"], seed=seed, fps=fps)
-    else:  # a built-in weak policy; its noise and random draws come from NumPy's generator, seeded per attempt
-        from genba.policies.registry import policy_factory
-
-        np.random.seed(seed)  # the registry's weak policies draw from NumPy's global generator
-        expert = policy_factory(policy, task=job["task"], seed=seed, fps=fps, horizon=1)()
+    else:  # a built-in weak policy or a VLA; their random draws come from NumPy's and torch's generators
+        np.random.seed(seed)
+        if "torch" in sys.modules:  # a VLA's flow-matching noise
+            sys.modules["torch"].manual_seed(seed)
+        expert = _policy(policy, job["task"], seed, fps)
     with offscreen_samples(samples):  # the env makes its renderer at its first reset, inside the rollout
         episode = rollout(env, expert, seed, record=True)
     if job["env"].get("after_success"):  # (T, 1) bool: the predicate after each action, also after the success

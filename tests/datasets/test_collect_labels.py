@@ -114,11 +114,33 @@ def test_a_mixture_of_policies_takes_turns(tmp_path):
     assert [int(x.sum()) for x in labels][1::2] == [0, 0] and all(x.sum() == K + 1 for x in labels[::2])
 
 
+def test_a_vla_collects_its_own_episodes_seeded(tiny_vla_run, tmp_path):
+    """policy=<VLA run folder>: its episodes through the same writer (what an improvement loop learns from), its
+    flow-matching noise seeded per attempt: the same command twice gives the same actions."""
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        argv = [
+            "task=reach",
+            "episodes=2",
+            "image_size=64",
+            "lang=en",
+            "keep_failed=true",
+            f"policy={tiny_vla_run['run']}",
+        ]
+        assert main(["collect", *argv, f"out={out}", "workers=1"]) == 0
+        runs.append(columns(out))
+    np.testing.assert_array_equal(runs[0][keys.ACTION], runs[1][keys.ACTION])
+    assert [r["policy"] for r in read_all_episode_meta(tmp_path / "a")] == [str(tiny_vla_run["run"])] * 2
+    first, second = per_episode(runs[0], keys.ACTION)
+    assert not np.allclose(first[:1], second[:1])  # two scenes, two different first actions
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["policy=teleop"], "policy='teleop' is not a built-in policy"),
-        (["policy=[hold,'vla:x']"], "policy='vla:x' is not a built-in policy"),
+        (["policy=teleop"], "policy='teleop' is neither a built-in policy"),
+        (["policy=[hold,'vla:x']"], "policy='vla:x' is neither a built-in policy"),
         (["policy=[]"], "must be a policy name or a non-empty list of them"),
         (["policy=hold", "noise=0.2"], "with policy=hold give it as policy=scripted:noise=<rad>"),
         (["after_success=-1"], "after_success=-1 must be an integer in [0, 1000]"),
