@@ -21,6 +21,10 @@ episode hears that episode's waveform, augmented per batch like the speech-text 
 factory noise at 5..30 dB for half; genba.worldmodel.spoken.augment, seeded by (seed, epoch, batch)). The backbone gets
 an audio encoder (`audio_width` = its text width) when the preset has none, and the speech-text SigLIP loss weighs
 `w_audio_text`. A dataset without audio for every episode is refused in one line before any training.
+`speech_voices=[engine:name[:speed[:pitch]], ...]` re-speaks every episode's instruction with those voices too (the
+ones that speak its language), once, before training; each training sample then hears its episode's recording or one
+of these renditions, drawn with the augmentation (validation hears the recordings). One utterance per episode teaches
+an encoder the voices more than the speech (benchmarks/README.md, "Spoken instructions (issue 13)").
 """
 
 from __future__ import annotations
@@ -55,6 +59,9 @@ class TrainPolicyConfig:
     instruction_modality: str = field(
         default="", metadata={"help": "text, audio (the spoken instruction) or both (empty = the preset's, text)"}
     )
+    speech_voices: list[str] = field(
+        default_factory=list, metadata={"help": "TTS voices that also speak every episode's instruction (training)"}
+    )
     w_audio_text: float = field(
         default=-1.0, metadata={"help": "weight of the speech-text contrastive loss (negative = the preset's, 0.5)"}
     )
@@ -86,6 +93,10 @@ class TrainPolicyConfig:
             raise GenbaError(f"head={self.head!r} (valid: {', '.join(HEADS)})")
         if self.instruction_modality and self.instruction_modality not in MODALITIES:
             raise GenbaError(f"instruction_modality={self.instruction_modality!r} (valid: {', '.join(MODALITIES)})")
+        if self.speech_voices:
+            from genba.speech import Voice
+
+            self.speech_voices = [str(Voice.parse(v)) for v in self.speech_voices]  # a bad voice: one line, now
         for name in ("steps", "batch_size", "save_every", "threads"):
             if getattr(self, name) < 0:
                 raise GenbaError(f"{name}={getattr(self, name)} must be >= 0")
@@ -118,12 +129,16 @@ def train_seeds(root: Path, episodes: list[int]) -> list[int] | None:
     return sorted(int(records[e]["seed"]) for e in episodes if e < len(records) and "seed" in records[e])
 
 
-def episode_speech(root: Path, episodes: int, modality: str) -> list[np.ndarray]:
-    """Every episode's spoken instruction (float32 (T,) at 16 kHz), from genba's per-episode audio; one line naming
-    the first episode without it."""
-    from genba.datasets.commit import read_episode_audio
+def episode_speech(root: Path, episodes: int, modality: str, voices: list[str] = ()) -> list[list[np.ndarray]]:
+    """Every episode's spoken instruction (float32 (T,) at 16 kHz), from genba's per-episode audio, then the same
+    instruction spoken by each of `voices` that speaks its language: [[recording, *renditions] per episode]; one line
+    naming the first episode without a recording."""
+    from genba.datasets.commit import read_episode_audio, read_episode_meta
+    from genba.speech import Voice, synthesize
     from genba.speech.tts import resample
 
+    extra = [Voice.parse(v) for v in voices]
+    spoken: dict[tuple[str, str, str], np.ndarray] = {}  # (text, lang, voice) -> wave: instructions repeat
     out = []
     for e in range(episodes):
         found = read_episode_audio(root, e)
@@ -131,22 +146,33 @@ def episode_speech(root: Path, episodes: int, modality: str) -> list[np.ndarray]
             raise GenbaError(f"instruction_modality={modality} needs each episode's spoken instruction, and episode "
                              f"{e} of {root} has none: collect it with `genba collect ... audio=true`")  # fmt: skip
         wave, rate = found
-        out.append(resample(wave, rate, keys.AUDIO_SAMPLE_RATE) if rate != keys.AUDIO_SAMPLE_RATE else wave)
+        waves = [resample(wave, rate, keys.AUDIO_SAMPLE_RATE) if rate != keys.AUDIO_SAMPLE_RATE else wave]
+        if extra:
+            record = read_episode_meta(root, e)
+            text, lang = record["task"], record["audio"]["lang"]
+            for v in (v for v in extra if lang in v.languages):
+                if (text, lang, str(v)) not in spoken:
+                    spoken[text, lang, str(v)] = synthesize(text, lang, v)
+                waves.append(spoken[text, lang, str(v)])
+        out.append(waves)
     return out
 
 
 def with_speech(
-    batch: dict, speech: list[np.ndarray], rng: np.random.Generator | None = None, bank: list | None = None
+    batch: dict, speech: list[list[np.ndarray]], rng: np.random.Generator | None = None, bank: list | None = None
 ) -> dict:
     """The batch with each sample's episode utterance: observation.audio (B, T) float32, zero-padded, and its pad
-    mask (B, T) bool; augmented (genba.worldmodel.spoken.augment) when given a generator and a noise bank."""
+    mask (B, T) bool. With a generator and a noise bank: one of the episode's renditions at random, augmented
+    (genba.worldmodel.spoken.augment); without: the episode's recording."""
     import torch
 
     from genba.worldmodel.spoken import augment, pad
 
-    waves = [speech[int(e)] for e in batch["episode_index"]]
-    if rng is not None:
-        waves = [augment(w, rng, bank) for w in waves]
+    options = [speech[int(e)] for e in batch["episode_index"]]
+    if rng is None:
+        waves = [o[0] for o in options]
+    else:
+        waves = [augment(o[int(rng.integers(len(o)))], rng, bank) for o in options]
     padded, lengths = pad(waves)  # (B, T), (B,)
     mask = torch.arange(padded.shape[1])[None] >= lengths[:, None]
     return {**batch, keys.OBS_AUDIO: padded, keys.pad_key(keys.OBS_AUDIO): mask}
@@ -156,7 +182,7 @@ class SpokenBatches:
     """`data(epoch)` of a ClipBatches whose batches also carry the samples' utterances (`with_speech`), augmented from
     (seed, epoch, batch index): the same on every run, resume and rank."""
 
-    def __init__(self, batches: Any, speech: list[np.ndarray], seed: int = 0) -> None:
+    def __init__(self, batches: Any, speech: list[list[np.ndarray]], seed: int = 0) -> None:
         from genba.worldmodel.spoken import noise_bank
 
         self.batches, self.speech, self.seed, self.bank = batches, speech, seed, noise_bank(seed)
@@ -231,7 +257,11 @@ def build(cfg: TrainPolicyConfig) -> dict:
     split = load_or_make_split(out / "split.json", dataset=str(full.root), num_episodes=n_eps,
                                val_fraction=cfg.val_fraction, seed=cfg.split_seed)  # fmt: skip
     train_ds = dataset(split["train"])
-    speech = episode_speech(full.root, n_eps, model_fields.get("instruction_modality", "text")) if spoken else None
+    speech = None
+    if cfg.speech_voices and not spoken:
+        raise GenbaError("speech_voices= re-speaks instructions for a spoken policy: instruction_modality=audio|both")
+    if spoken:
+        speech = episode_speech(full.root, n_eps, model_fields["instruction_modality"], cfg.speech_voices)
     stats = compute_stats(train_ds, images=False)
     feats = full.meta.features
     video_key = next(iter(full.cameras.values()))

@@ -103,6 +103,30 @@ def test_a_dataset_without_speech_is_refused_in_one_line(tiny_vla_run, tmp_path)
         TrainPolicyConfig(data="x", instruction_modality="voice")
 
 
+def test_speech_voices_re_speak_every_instruction_for_training(spoken_runs, tmp_path):
+    from genba.datasets.commit import read_all_episode_meta
+
+    data = str(spoken_runs["data"])
+    voices = ["espeak:en-us+f3:1.1", "openjtalk:mei:0.9:2"]
+    parts = build(TrainPolicyConfig(data=data, out=str(tmp_path / "v"), instruction_modality="audio", batch_size=4,
+                                    val_fraction=0.25, speech_voices=voices, progress=False))  # fmt: skip
+    speech = parts["data"].speech
+    records = read_all_episode_meta(data)
+    assert len(speech) == len(records) == 4
+    for options, record in zip(speech, records, strict=True):
+        assert len(options) == 2  # the recording, then the one extra voice that speaks the episode's language
+        extra = voices[0] if record["spec"]["lang"] == "en" else voices[1]
+        again = synthesize(record["task"], record["spec"]["lang"], Voice.parse(extra))
+        assert options[1].size == again.size or extra.startswith("espeak")  # espeak-ng is not bit-exact
+        assert options[0].size != options[1].size
+    lengths = (~parts["val"][0][keys.pad_key(keys.OBS_AUDIO)]).sum(1).tolist()  # validation hears the recordings
+    assert lengths == [speech[int(e)][0].size for e in parts["val"][0]["episode_index"]]
+    with pytest.raises(GenbaError, match="espeak-ng has no voice 'en-xx'"):
+        TrainPolicyConfig(data=data, instruction_modality="audio", speech_voices=["espeak:en-xx"])
+    with pytest.raises(GenbaError, match="speech_voices= re-speaks instructions for a spoken policy"):
+        build(TrainPolicyConfig(data=data, out=str(tmp_path / "t"), speech_voices=voices, progress=False))
+
+
 def test_eval_speaks_each_instruction_paired_with_typed(spoken_runs, tmp_path):
     run = str(spoken_runs["root"] / "both")
     cfg = EvalConfig(task="reach", policy=run, episodes=2, workers=1, lang="mixed", instruction_modality="audio",
