@@ -109,7 +109,13 @@ def test_demo_ends_with_the_vla_again_inside_the_world_model(demo):
     assert imagined["episodes"] == 2 and imagined["seeds"] == real["seeds"][:2]  # the same seeds as in MuJoCo
     assert imagined["seconds_per_episode"] > 0 and 0 <= imagined["successes"] <= 2
     assert load_model(out / "worldmodel" / "last", kind="worldmodel")[1].success_head  # after_success gave labels
-    assert summary["collect"]["frames"] >= 2 * 6  # each episode goes on 5 steps past its success
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    hf = LeRobotDataset(repo_id="local/demo", root=out / "dataset").hf_dataset.with_format("numpy")
+    episode, label = np.asarray(hf["episode_index"]), np.stack(hf[keys.NEXT_SUCCESS]).reshape(-1)
+    for e in (0, 1):  # each expert episode goes on 5 steps past its success: its last 6 labels hold, the first not
+        labels = label[episode == e]
+        assert labels[-6:].all() and not labels[0], labels
 
 
 @pytest.mark.parametrize(
