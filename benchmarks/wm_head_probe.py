@@ -15,9 +15,8 @@ import numpy as np
 import torch
 
 from genba import keys
-from genba.policies.eval_worker import _seed_everything
 from genba.policies.registry import policy_factory
-from genba.policies.rollout import rollout
+from genba.policies.rollout import rollout, seed_everything
 from genba.sim import make
 from genba.worldmodel import make_env
 from genba.worldmodel.env import load_worldmodel
@@ -50,11 +49,11 @@ def main(run: str, episodes: int = 10) -> None:
     for name in POLICIES:
         real, imagined, peaks = 0, 0, []
         for seed in range(1_000_000, 1_000_000 + episodes):
-            _seed_everything(seed)
+            seed_everything(seed)
             episode = rollout(sim, policy_factory(name, task="reach")(), seed, record=True)
             peaks.append(max(teacher_forced(model, cfg, episode)))
             real += episode.success
-            _seed_everything(seed)
+            seed_everything(seed)
             imagined += rollout(dream, policy_factory(name, task="reach")(), seed).success
         fired = sum(p > 0.5 for p in peaks)
         print(f"{name:20s} MuJoCo successes {real}/{episodes}; head fires on the real frames in {fired}/{episodes} "

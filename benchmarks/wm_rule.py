@@ -23,9 +23,8 @@ import time
 import numpy as np
 import torch
 
-from genba.policies.eval_worker import _seed_everything
 from genba.policies.registry import policy_factory
-from genba.policies.rollout import rollout
+from genba.policies.rollout import rollout, seed_everything
 from genba.policies.stats import mmrv, pearson_r, spearman_r, wilson_interval
 from genba.sim import make
 from genba.worldmodel import make_env
@@ -64,10 +63,10 @@ def episodes(run: str, first: int, n: int) -> dict:
     for name in POLICIES:
         real, imagined = [], []
         for seed in range(first, first + n):
-            _seed_everything(seed)
+            seed_everything(seed)
             real.append(rollout(sim, policy_factory(name, task="reach")(), seed).success)
             probs.clear()
-            _seed_everything(seed)
+            seed_everything(seed)
             rollout(dream, policy_factory(name, task="reach")(), seed)
             imagined.append(list(probs))
         out[name] = {"mujoco": real, "probs": imagined}

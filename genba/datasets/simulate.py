@@ -11,7 +11,6 @@ torch's generators, seeded with the attempt's seed. With the env option `after_s
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import numpy as np
@@ -41,7 +40,7 @@ def _policy(name: str, task: str, seed: int, fps: int) -> Any:
 
 def simulate_episode(job: dict) -> dict:
     """Run one attempt; returns {"frames": {feature: (T, ...) array}, "task", "success", "seed", ...}."""
-    from genba.policies.rollout import rollout
+    from genba.policies.rollout import rollout, seed_everything
     from genba.policies.scripted import ScriptedPolicy
     from genba.sim import make
     from genba.sim.render import offscreen_samples
@@ -62,10 +61,8 @@ def simulate_episode(job: dict) -> dict:
     policy = policies[job["attempt"] % len(policies)]
     if policy == "scripted":
         expert = ScriptedPolicy(job["task"], noise=job["noise"], seed=seed, fps=fps)
-    else:  # a built-in weak policy or a VLA; their random draws come from NumPy's and torch's generators
-        np.random.seed(seed)
-        if "torch" in sys.modules:  # a VLA's flow-matching noise
-            sys.modules["torch"].manual_seed(seed)
+    else:  # a built-in weak policy or a VLA; their random draws come from the global generators
+        seed_everything(seed)
         expert = _policy(policy, job["task"], seed, fps)
     with offscreen_samples(samples):  # the env makes its renderer at its first reset, inside the rollout
         episode = rollout(env, expert, seed, record=True)

@@ -11,13 +11,13 @@ by the episode's seed (espeak-ng alone is not bit-exact from call to call; genba
 
 from __future__ import annotations
 
-import random
 import sys
 from pathlib import Path
 from typing import Any
 
 from genba import keys
 from genba.errors import GenbaError
+from genba.policies.rollout import rollout, seed_everything
 
 _STATE: dict[str, Any] = {}  # this process's: the evaluation's setup, the policies and envs built from it
 
@@ -94,15 +94,6 @@ def _env(run: dict) -> Any:
     return envs[key]
 
 
-def _seed_everything(seed: int) -> None:
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    if "torch" in sys.modules:
-        sys.modules["torch"].manual_seed(seed)
-
-
 def run_job(job: tuple[int, int, int]) -> dict:
     """Run one (run, episode index, seed); any failure comes back as one GenbaError line naming the seed."""
     from genba.io import one_line
@@ -119,13 +110,12 @@ def run_job(job: tuple[int, int, int]) -> dict:
 def _run_episode(run: dict, r: int, index: int, seed: int) -> dict:
     import time
 
-    from genba.policies.rollout import rollout
     from genba.policies.spoken_eval import speaker
 
     setup = _STATE["setup"]
     policy, env = _policy(run), _env(run)
     record = r == 0 and index in setup["rrd_episodes"]
-    _seed_everything(seed)
+    seed_everything(seed)
     policy.ms.clear()
     started = time.perf_counter()
     modality = run.get("modality", "text")

@@ -171,10 +171,9 @@ def _check_rrd(rrd: str) -> Path | None:
 def side_by_side(cfg: RankingConfig, policy: str, seed: int, out: Path) -> dict:
     """`policy` from the MuJoCo reset of `seed`, run in MuJoCo and in the world model (the one loop, seeded as
     `genba eval` seeds an episode), logged to `out` as one Rerun recording; returns what was written."""
-    from genba.policies.eval_worker import _seed_everything
     from genba.policies.evaluate import resolve_env
     from genba.policies.registry import policy_factory
-    from genba.policies.rollout import rollout
+    from genba.policies.rollout import rollout, seed_everything
     from genba.sim import make
     from genba.viz.episode import VizConfig, write_recording
     from genba.worldmodel import make_env
@@ -189,7 +188,7 @@ def side_by_side(cfg: RankingConfig, policy: str, seed: int, out: Path) -> dict:
     for backend in BACKENDS:
         env = make(cfg.task, **options) if backend == "mujoco" else make_env(cfg.task, run=cfg.worldmodel, **options)
         try:
-            _seed_everything(seed)
+            seed_everything(seed)
             episodes[backend] = (rollout(env, made(), seed, record=True), env.unwrapped.episode_spec())
             fps = float(env.unwrapped.fps)
         finally:

@@ -30,6 +30,8 @@ RemotePolicy forwards it to its server.
 from __future__ import annotations
 
 import math
+import random
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -155,6 +157,15 @@ def run_episode(
         task=info.get(keys.TASK) or task,
         frames={k: np.stack(v) for k, v in rows.items()} if record else None,
     )
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and (when loaded) torch's global generators: what a policy's random draws come from, so
+    that an episode of a seed is the same whichever process runs it (eval, ranking, collect)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
 
 
 def rollout(
