@@ -1,4 +1,6 @@
-"""What each `genba eval` process runs: (run, episode index, seed) jobs through the one episode loop.
+"""What each `genba eval` process runs: (run, episode indices, seeds) jobs through the one episode loop; a job of
+several seeds (env=worldmodel, `batch=`) steps its episodes together (genba.worldmodel.batched), each episode with
+its own policy instance.
 
 A spawned worker (or the evaluating process itself, when workers=1) keeps what it built: the policy of each run,
 wrapped to time its `infer` calls, and an env per set of env options, built on first use so that a failure is an
@@ -11,7 +13,9 @@ by the episode's seed (espeak-ng alone is not bit-exact from call to call; genba
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +24,13 @@ from genba.errors import GenbaError
 from genba.policies.rollout import rollout, seed_everything
 
 _STATE: dict[str, Any] = {}  # this process's: the evaluation's setup, the policies and envs built from it
+_KEPT: dict[int, Any] | None = None  # inside kept_pool(): worker count -> its process pool, reused
 
 
 def setup(config: dict, policies: dict | None = None) -> None:
     """Start a process on the evaluation described by `config` (policies: ones already built, by name)."""
     _STATE.clear()
-    _STATE.update(setup=config, policies={k: _Timed(p) for k, p in (policies or {}).items()}, envs={})
+    _STATE.update(setup=config, policies={k: [_Timed(p)] for k, p in (policies or {}).items()}, envs={})
 
 
 def teardown() -> None:
@@ -64,15 +69,17 @@ class _Timed:
         return result
 
 
-def _policy(run: dict) -> _Timed:
-    policies = _STATE["policies"]
-    if run["policy"] not in policies:
+def _policies(run: dict, n: int) -> list[_Timed]:
+    """n instances of the run's policy (built on first need, kept): one per episode of a batch, since a policy may
+    keep episode state (the scripted expert's plan)."""
+    built = _STATE["policies"].setdefault(run["policy"], [])
+    while len(built) < n:
         from genba.policies.registry import policy_factory
 
-        policies[run["policy"]] = _Timed(policy_factory(run["policy"], **run["factory"])())
+        built.append(_Timed(policy_factory(run["policy"], **run["factory"])()))
         if "torch" in sys.modules:  # N workers share the cores: no oversubscription
             sys.modules["torch"].set_num_threads(_STATE["setup"]["threads"])
-    return policies[run["policy"]]
+    return built[:n]
 
 
 def _env(run: dict) -> Any:
@@ -94,15 +101,23 @@ def _env(run: dict) -> Any:
     return envs[key]
 
 
-def run_job(job: tuple[int, int, int]) -> dict:
-    """Run one (run, episode index, seed); any failure comes back as one GenbaError line naming the seed."""
+def run_job(job: tuple[int, tuple[int, ...], tuple[int, ...]]) -> list[dict]:
+    """Run one (run, episode indices, seeds): one episode through `rollout`, or several stepped together in the world
+    model (genba.worldmodel.batched); any failure comes back as one GenbaError line naming the seed."""
     from genba.io import one_line
 
-    r, index, seed = job
+    r, indices, seeds = job
     run = _STATE["setup"]["runs"][r]
+    index, seed = indices[0], seeds[0]
     try:
-        return _run_episode(run, r, index, seed)
+        if len(seeds) == 1:
+            return [_run_episode(run, r, index, seed)]
+        return _run_batch(run, r, indices, seeds)
     except Exception as e:
+        from genba.worldmodel.batched import EpisodeError
+
+        if isinstance(e, EpisodeError):
+            e, index, seed = e.cause, indices[e.index], e.seed
         what = one_line(e) if isinstance(e, GenbaError) else f"{type(e).__name__}: {one_line(e)}"
         raise GenbaError(f"{run['policy']} on seed {seed} (episode {index}): {what}") from None
 
@@ -113,8 +128,7 @@ def _run_episode(run: dict, r: int, index: int, seed: int) -> dict:
     from genba.policies.spoken_eval import speaker
 
     setup = _STATE["setup"]
-    policy, env = _policy(run), _env(run)
-    record = r == 0 and index in setup["rrd_episodes"]
+    policy, env = _policies(run, 1)[0], _env(run)
     seed_everything(seed)
     policy.ms.clear()
     started = time.perf_counter()
@@ -123,15 +137,53 @@ def _run_episode(run: dict, r: int, index: int, seed: int) -> dict:
     speak = speaker(setup["speech"], env, seed, heard) if modality != "text" else None
     episode = rollout(env, policy, seed, reset_options={"instruction": run["instruction"]}, speak=speak,
                       typed=modality != "audio", n_action_steps=setup["n_action_steps"], blend=setup["blend"],
-                      record=record)  # fmt: skip
+                      record=_recorded(r, index))  # fmt: skip
     seconds = round(time.perf_counter() - started, 4)  # the reset included: what the backend costs per episode
+    return _result(run, index, episode, env, policy, heard, seconds)
+
+
+def _run_batch(run: dict, r: int, indices: tuple[int, ...], seeds: tuple[int, ...]) -> list[dict]:
+    """The seeds' episodes stepped together in the world model, each with its own policy instance; each episode's
+    `episode_seconds` is its share of the batch's wall clock (resets included)."""
+    import time
+
+    from genba.policies.spoken_eval import speaker
+    from genba.worldmodel.batched import Job, run_batch
+
+    setup = _STATE["setup"]
+    policies, env = _policies(run, len(seeds)), _env(run)
+    modality = run.get("modality", "text")
+    heard: list[dict] = [{} for _ in seeds]
+
+    def spoken(seed: int, into: dict) -> Any:
+        return lambda episode_env: speaker(setup["speech"], episode_env, seed, into)
+
+    jobs = []
+    for k, (index, seed) in enumerate(zip(indices, seeds, strict=True)):
+        policies[k].ms.clear()
+        jobs.append(Job(seed, policies[k], reset_options={"instruction": run["instruction"]},
+                        speaker=spoken(seed, heard[k]) if modality != "text" else None, typed=modality != "audio",
+                        record=_recorded(r, index)))  # fmt: skip
+    started = time.perf_counter()
+    done = run_batch(env, jobs, n_action_steps=setup["n_action_steps"], blend=setup["blend"])
+    seconds = round((time.perf_counter() - started) / len(seeds), 4)
+    return [_result(run, index, episode, episode_env, policies[k], heard[k], seconds)
+            for k, (index, (episode, episode_env)) in enumerate(zip(indices, done, strict=True))]  # fmt: skip
+
+
+def _recorded(r: int, index: int) -> bool:
+    return r == 0 and index in _STATE["setup"]["rrd_episodes"]
+
+
+def _result(run: dict, index: int, episode: Any, env: Any, policy: _Timed, heard: dict, seconds: float) -> dict:
+    """What the evaluator keeps of one episode (and its Rerun recording when it is one of rrd_episodes)."""
     spec = env.unwrapped.episode_spec()
     result = {**episode.summary(), "lang": spec["lang"], "latency_ms": list(policy.ms), "episode_seconds": seconds}
     result.update(heard)
     if run["instruction"] == "shuffled":
         result["original_instruction"] = spec["original_instruction"]
         result["instruction_names"] = spec["instruction_names"]
-    if record:
+    if episode.frames is not None:
         result["rrd_part"] = _write_episode_rrd(episode, spec, env, index, run["name"])
     return result
 
@@ -162,18 +214,82 @@ def _write_episode_rrd(episode: Any, spec: dict, env: Any, index: int, policy: s
     return str(path)
 
 
+def run_all(workers: int, batch: int, task: str, setup_: dict, seeds: list[int], built: dict) -> list[list[dict]]:
+    """Every (run, seed) episode, in `workers` processes (this one when 1, with the policies already `built`), in
+    jobs of `batch` consecutive seeds per run; results[run][i] is seed i's."""
+    from tqdm import tqdm
+
+    chunks = [range(lo, min(lo + batch, len(seeds))) for lo in range(0, len(seeds), batch)]
+    jobs = [(r, tuple(c), tuple(seeds[i] for i in c)) for c in chunks for r in range(len(setup_["runs"]))]
+    results: list[list[dict | None]] = [[None] * len(seeds) for _ in setup_["runs"]]
+    bar = tqdm(total=len(seeds) * len(setup_["runs"]), desc=f"eval {task}", unit="ep", file=sys.stderr)
+    wins = 0
+
+    def done(job: tuple, finished: list[dict]) -> None:
+        nonlocal wins
+        for i, result in zip(job[1], finished, strict=True):
+            results[job[0]][i] = result
+        if job[0] == 0:
+            wins += sum(bool(result["success"]) for result in finished)
+            bar.set_postfix(success=f"{wins}/{sum(r is not None for r in results[0])}")
+        bar.update(len(finished))
+
+    try:
+        if workers == 1:
+            setup(setup_, built)
+            try:
+                for job in jobs:
+                    done(job, run_job(job))
+            finally:
+                teardown()
+        else:
+            run_pool(workers, setup_, jobs, done)
+    finally:
+        bar.close()
+    return results  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def kept_pool() -> Iterator[None]:
+    """Evaluations run inside share their worker processes, spawned once (each pays for importing torch and the
+    model's modules once, not once per evaluation): eval-ranking's 2 x policies evaluations."""
+    global _KEPT
+    outer, _KEPT = _KEPT, {}
+    try:
+        yield
+    finally:
+        pools, _KEPT = _KEPT, outer
+        for pool in pools.values():
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_configured(config: dict, job: tuple) -> list[dict]:
+    """A job of the evaluation `config`, in a worker that may have run another evaluation's jobs before."""
+    if _STATE.get("setup", {}).get("token") != config["token"]:
+        teardown()
+        setup(config)
+    return run_job(job)
+
+
 def run_pool(workers: int, config: dict, jobs: list, done: Any) -> None:
-    """Run `jobs` in `workers` spawned processes, calling done(job, result) as each finishes (in the caller)."""
+    """Run `jobs` in `workers` spawned processes (kept ones inside `kept_pool`), calling done(job, result) as each
+    finishes (in the caller)."""
     import multiprocessing
+    import uuid
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
     from genba.io import one_line
 
-    context = multiprocessing.get_context("spawn")  # no forked MuJoCo/EGL/torch state
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=setup, initargs=(config,))
+    config = {**config, "token": uuid.uuid4().hex}  # which evaluation a job belongs to
+    pool = _KEPT.get(workers) if _KEPT is not None else None
+    if pool is None:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))  # no forked MuJoCo/EGL
+        if _KEPT is not None:
+            _KEPT[workers] = pool
+    failed = True
     try:
-        pending = {pool.submit(run_job, job): job for job in jobs}
+        pending = {pool.submit(_run_configured, config, job): job for job in jobs}
         while pending:
             finished, _ = wait(pending, return_when=FIRST_EXCEPTION)
             for future in sorted(finished, key=lambda f: pending[f]):
@@ -181,7 +297,11 @@ def run_pool(workers: int, config: dict, jobs: list, done: Any) -> None:
                 try:
                     done(job, future.result())
                 except BrokenProcessPool as e:
-                    raise GenbaError(f"a worker process died while running seed {job[2]} or another of its seeds "
+                    raise GenbaError(f"a worker process died while running seed {job[2][0]} or another of its seeds "
                                      f"({one_line(e)})") from None  # fmt: skip
+        failed = False
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if failed or _KEPT is None:  # a failed evaluation leaves no half-run jobs in a kept pool
+            if _KEPT is not None:
+                _KEPT.pop(workers, None)
+            pool.shutdown(wait=True, cancel_futures=True)

@@ -29,7 +29,9 @@ naming the seed.
 The backend: `env=mujoco` (the default) simulates; `env=worldmodel worldmodel=<run>` runs the same episodes in the
 world model's env (genba.worldmodel.env: each episode starts from the MuJoCo reset of its seed, every step after
 is imagined, and the run's success head ends it once its probability passes `success_threshold` for `success_steps`
-consecutive steps, both recorded in the summary), through the same loop and workers, with the same report. A run
+consecutive steps, both recorded in the summary), through the same loop and workers, with the same report; `batch`
+episodes of a worker step together in one batched forward per step (genba.worldmodel.batched; default: the
+worker's share, up to BATCH_CAP; each episode's `episode_seconds` is its share of the batch's wall clock). A run
 without a success head, trained on another task, or unable to give what the policy reads is a one-line error before
 any episode. `backend`, `seconds` (the whole evaluation's wall clock) and `seconds_per_episode` (mean wall clock of
 an episode, reset included) are reported for both, so their costs compare.
@@ -84,6 +86,7 @@ __all__ = ["EVAL_SEED", "EvalConfig", "env_options", "run_eval", "wilson_interva
 EVAL_SEED = 1_000_000  # far above the seeds collect uses by default (0, 1, ...)
 INSTRUCTIONS = ("as_is", "shuffled")  # = genba.sim.scene.INSTRUCTION_MODES
 DEFAULT_WORKERS = 2
+BATCH_CAP = 64  # world-model episodes stepped together by default (memory grows with it; the gain flattens)
 BACKENDS = ("mujoco", "worldmodel")
 
 
@@ -148,6 +151,10 @@ class EvalConfig:
     success_steps: int = field(
         default=1, metadata={"help": "env=worldmodel: consecutive steps above success_threshold that end an episode"}
     )
+    batch: int | None = field(
+        default=None, metadata={"help": f"env=worldmodel: episodes stepped together; null: a worker's share, up to "
+                                         f"{BATCH_CAP}; 1: one at a time"},
+    )  # fmt: skip
     out: str = field(default="", metadata={"help": "summary JSON path (default outputs/eval-<time>.json)"})
 
     def __post_init__(self) -> None:
@@ -191,8 +198,11 @@ class EvalConfig:
             raise ValueError(f"env={self.env!r} is not one of {', '.join(BACKENDS)}")
         if (self.env == "worldmodel") != bool(self.worldmodel):
             raise ValueError("env=worldmodel needs worldmodel=<run folder>, and worldmodel= needs env=worldmodel")
-        if self.env != "worldmodel" and (self.success_threshold, self.success_steps) != (0.5, 1):
-            raise ValueError("success_threshold= and success_steps= are the world model's: they need env=worldmodel")
+        if self.env != "worldmodel" and ((self.success_threshold, self.success_steps) != (0.5, 1) or self.batch):
+            raise ValueError("success_threshold=, success_steps= and batch= are the world model's: they need "
+                             "env=worldmodel")  # fmt: skip
+        if self.batch is not None and (not isinstance(self.batch, int) or self.batch < 1):
+            raise ValueError(f"batch={self.batch!r} must be an integer >= 1 (or null)")
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
             raise ValueError(f"workers={self.workers!r} must be an integer >= 1 (or null)")
         if self.rrd and not self.rrd.endswith(".rrd"):
@@ -207,6 +217,12 @@ class EvalConfig:
     @property
     def n_workers(self) -> int:
         return min(self.workers or DEFAULT_WORKERS, self.episodes)
+
+    @property
+    def n_batch(self) -> int:
+        """Episodes per job: 1 in MuJoCo; in the world model `batch`, or each worker's share of the episodes."""
+        share = -(-self.episodes // self.n_workers)
+        return 1 if self.env != "worldmodel" else min(self.batch or min(share, BATCH_CAP), self.episodes)
 
 
 def env_options(policy: Any) -> dict[str, Any]:
@@ -290,10 +306,10 @@ def run_eval(cfg: EvalConfig) -> dict:
     runs += [(cfg.policy, "shuffled", modality[cfg.policy])] if cfg.grounding else []
     speech = check_speech(cfg, lang) if any(m != "text" for *_, m in runs) else None
     if cfg.env == "worldmodel":  # its one-line refusals (no success head, another task, ...) before any episode
-        from genba.worldmodel import make_env
+        from genba.worldmodel.env import check_options
 
-        for options in env.values():
-            make_env(cfg.task, run=cfg.worldmodel, **options, **_judge(cfg)).close()
+        for options in env.values():  # from the run's config: the weights load in the workers
+            check_options(cfg.task, cfg.worldmodel, **options, **_judge(cfg))
     seeds = list(range(cfg.seed, cfg.seed + cfg.episodes))
     rrd = _check_rrd(cfg)
     scratch = tempfile.mkdtemp(prefix=".eval-rrd-", dir=rrd.parent) if rrd else ""
@@ -311,7 +327,9 @@ def run_eval(cfg: EvalConfig) -> dict:
         "judge": _judge(cfg),
     }
     try:
-        results = _run_all(cfg, setup, seeds, built)
+        from genba.policies.eval_worker import run_all
+
+        results = run_all(cfg.n_workers, cfg.n_batch, cfg.task, setup, seeds, built)
         rrd_written = _merge_rrd([results[0][i]["rrd_part"] for i in cfg.rrd_episodes], rrd) if rrd else None
     finally:
         if scratch:
@@ -328,40 +346,6 @@ def _run_setup(built: dict, policy: str, mode: str, modality: str, env: dict, fa
 
     return {"policy": policy, "name": policy_name(built[policy]), "instruction": mode, "modality": modality,
             "env": env, "factory": factory}  # fmt: skip
-
-
-def _run_all(cfg: EvalConfig, setup: dict, seeds: list[int], built: dict) -> list[list[dict]]:
-    """Every (run, seed) episode, in `cfg.n_workers` processes; results[run][i] is seed i's."""
-    from tqdm import tqdm
-
-    from genba.policies import eval_worker
-
-    jobs = [(r, i, seed) for i, seed in enumerate(seeds) for r in range(len(setup["runs"]))]
-    results: list[list[dict | None]] = [[None] * len(seeds) for _ in setup["runs"]]
-    bar = tqdm(total=len(jobs), desc=f"eval {cfg.task}", unit="ep", file=sys.stderr)
-    wins = 0
-
-    def done(job: tuple[int, int, int], result: dict) -> None:
-        nonlocal wins
-        results[job[0]][job[1]] = result
-        if job[0] == 0:
-            wins += result["success"]
-            bar.set_postfix(success=f"{wins}/{sum(r is not None for r in results[0])}")
-        bar.update(1)
-
-    try:
-        if cfg.n_workers == 1:  # here, with the policies already built
-            eval_worker.setup(setup, built)
-            try:
-                for job in jobs:
-                    done(job, eval_worker.run_job(job))
-            finally:
-                eval_worker.teardown()
-        else:
-            eval_worker.run_pool(cfg.n_workers, setup, jobs, done)
-    finally:
-        bar.close()
-    return results  # type: ignore[return-value]
 
 
 def _judge(cfg: EvalConfig) -> dict:
@@ -461,7 +445,7 @@ def _summary(cfg: EvalConfig, setup: dict, seeds: list[int], results: list, rrd:
     summary["backend"] = cfg.env
     if cfg.env == "worldmodel":
         summary["worldmodel"] = cfg.worldmodel
-        summary.update(_judge(cfg))
+        summary.update(_judge(cfg), batch=cfg.n_batch)
     summary["seconds_per_episode"] = round(sum(e["episode_seconds"] for e in results[0]) / len(seeds), 4)
     outcomes = [[e["success"] for e in episodes] for episodes in results]
     where = f" in the world model {cfg.worldmodel}" if cfg.env == "worldmodel" else ""

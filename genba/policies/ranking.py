@@ -17,9 +17,10 @@ mean maximum rank violation of the world model's rates against MuJoCo's; genba.p
 policy: `policy`, `mujoco` and `worldmodel`, each with `success_rate`, `ci95` (Wilson), `successes`, `episodes`,
 `mean_length`, `seconds`, `seconds_per_episode`, `outcomes` (per seed, 1 = success), and `agreement`: the share of
 seeds whose outcome the world model got right), `seconds_mujoco` and `seconds_worldmodel` (the evaluations' wall
-clock, summed over policies), `seeds`, and with rrd=, `rrd`: one Rerun recording of the same start in both backends,
-side by side (each camera as `<camera>` and `<camera> (imagined)`, the joints as `<joint>` and `imagined <joint>`;
-the shorter episode holds its last frame), written by genba.viz.
+clock, summed over policies), `batch` (imagined episodes stepped together, `genba eval`'s batch=), `seeds`, and
+with rrd=, `rrd`: one Rerun recording of the same start in both backends, side by side (each camera as `<camera>`
+and `<camera> (imagined)`, the joints as `<joint>` and `imagined <joint>`; the shorter episode holds its last
+frame), written by genba.viz.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 
 from genba import keys
 from genba.errors import GenbaError
+from genba.policies.eval_worker import kept_pool
 from genba.policies.evaluate import EVAL_SEED, EvalConfig, run_eval
 from genba.policies.stats import mmrv, pearson_r, spearman_r
 
@@ -63,6 +65,9 @@ class RankingConfig:
     rrd_policy: str = field(default="", metadata={"help": "policy for rrd= (empty: the first of policies)"})
     success_threshold: float = field(default=0.5, metadata={"help": "the world model's success-head probability"})
     success_steps: int = field(default=1, metadata={"help": "consecutive steps above it that end an imagined episode"})
+    batch: int | None = field(
+        default=None, metadata={"help": "imagined episodes stepped together (as genba eval's batch=); null: auto"}
+    )
     out: str = field(default="", metadata={"help": "summary JSON path (default outputs/eval-ranking-<time>.json)"})
 
     def __post_init__(self) -> None:
@@ -81,7 +86,8 @@ class RankingConfig:
     def eval_config(self, backend: str, policy: str) -> EvalConfig:
         """The `genba eval` configuration of one policy in one backend."""
         wm = self.worldmodel if backend == "worldmodel" else ""
-        judge = {"success_threshold": self.success_threshold, "success_steps": self.success_steps} if wm else {}
+        judge = {"success_threshold": self.success_threshold, "success_steps": self.success_steps,
+                 "batch": self.batch} if wm else {}  # fmt: skip
         return EvalConfig(task=self.task, policy=policy, episodes=self.episodes, seed=self.seed, lang=self.lang,
                           image_size=self.image_size, cameras=self.cameras, workers=self.workers, env=backend,
                           worldmodel=wm, **judge)  # fmt: skip
@@ -94,17 +100,19 @@ def run_ranking(cfg: RankingConfig) -> dict:
     rrd = _check_rrd(cfg.rrd)
     factory = {"task": cfg.task, "seed": cfg.seed, "image_size": cfg.image_size, "cameras": cfg.cameras}
     names = {p: policy_name(policy_factory(p, **factory)()) for p in cfg.policies}  # every name fails before work
-    checkpoints, seconds = [], dict.fromkeys(BACKENDS, 0.0)
-    for i, policy in enumerate(cfg.policies):
-        print(f"eval-ranking: policy {i + 1}/{len(cfg.policies)}: {policy}", file=sys.stderr)
-        runs = {}
-        for backend in reversed(BACKENDS):  # the world model first: its refusals come before any MuJoCo episode
-            summary = run_eval(cfg.eval_config(backend, policy))
-            runs[backend] = _backend(summary)
-            seconds[backend] += summary["seconds"]
-        same = [a == b for a, b in zip(runs["mujoco"]["outcomes"], runs["worldmodel"]["outcomes"], strict=True)]
-        checkpoints.append({"policy": policy, "name": names[policy], **{b: runs[b] for b in BACKENDS},
-                            "agreement": round(sum(same) / len(same), 4)})  # fmt: skip
+    checkpoints, seconds, batch = [], dict.fromkeys(BACKENDS, 0.0), None
+    with kept_pool():  # the workers are spawned once, by the first policy's world-model evaluation
+        for i, policy in enumerate(cfg.policies):
+            print(f"eval-ranking: policy {i + 1}/{len(cfg.policies)}: {policy}", file=sys.stderr)
+            runs = {}
+            for backend in reversed(BACKENDS):  # the world model first: its refusals come before any MuJoCo episode
+                summary = run_eval(cfg.eval_config(backend, policy))
+                runs[backend] = _backend(summary)
+                seconds[backend] += summary["seconds"]
+                batch = summary.get("batch", batch)
+            same = [a == b for a, b in zip(runs["mujoco"]["outcomes"], runs["worldmodel"]["outcomes"], strict=True)]
+            checkpoints.append({"policy": policy, "name": names[policy], **{b: runs[b] for b in BACKENDS},
+                                "agreement": round(sum(same) / len(same), 4)})  # fmt: skip
     real = [c["mujoco"]["success_rate"] for c in checkpoints]
     imagined = [c["worldmodel"]["success_rate"] for c in checkpoints]
     summary: dict[str, Any] = {
@@ -117,6 +125,7 @@ def run_ranking(cfg: RankingConfig) -> dict:
         "mmrv": round(mmrv(real, imagined), 4),
         "seconds_mujoco": round(seconds["mujoco"], 3),
         "seconds_worldmodel": round(seconds["worldmodel"], 3),
+        "batch": batch,
         "checkpoints": checkpoints,
         "seeds": [cfg.seed, cfg.seed + cfg.episodes - 1],
     }

@@ -34,7 +34,7 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -88,7 +88,18 @@ class Episode:
         return {k: v for k, v in asdict(self).items() if k != "frames"}
 
 
-def run_episode(
+def run_episode(robot: Robot, policy: Policy, **options: Any) -> Episode:
+    """Control until the robot reports done, `max_steps`, or `stop_event`; the robot's episode is already reset.
+    Options are `episode_loop`'s, which this runs to its end."""
+    loop = episode_loop(robot, policy, **options)
+    while True:
+        try:
+            next(loop)
+        except StopIteration as end:
+            return end.value
+
+
+def episode_loop(
     robot: Robot,
     policy: Policy,
     *,
@@ -101,8 +112,10 @@ def run_episode(
     deadline_fraction: float = 0.9,
     stop_event: threading.Event | None = None,
     broker: ChunkBroker | None = None,
-) -> Episode:
-    """Control until the robot reports done, `max_steps`, or `stop_event`; the robot's episode is already reset.
+) -> Generator[None, None, Episode]:
+    """The episode loop as a generator that pauses after each `robot.send` (before reading `robot.done`) and returns
+    the Episode: run_episode resumes it at once; genba.worldmodel.batched steps many episodes' robots together in one
+    batched step between a send and the next resume.
 
     n_action_steps: rows of each chunk executed before the next is asked for (default: the whole horizon).
     broker: reuse one across episodes (a background broker for remote policies); default: a lock-step one.
@@ -130,6 +143,7 @@ def run_episode(
         elif limits is not None:
             action = limits.clip(action[None], current)[0]
         robot.send(action)
+        yield
         last = np.array(action, dtype=np.float32)
         steps += 1
         if record:
@@ -182,10 +196,15 @@ def rollout(
     keys.AUDIO_SAMPLE_RATE) gives the policy the instruction spoken too, `typed=False` only spoken (SpokenRobot)."""
     from genba.sim.arm import SimArm
 
-    arm = SimArm(env)
+    return run_episode(episode_robot(SimArm(env), seed, reset_options, speak, typed), policy, **options)
+
+
+def episode_robot(
+    arm: Any, seed: int, reset_options: dict | None, speak: Callable[[str], np.ndarray] | None, typed: bool
+) -> Robot:
+    """A SimArm reset to `seed`, spoken to when `speak` is given: the robot `rollout` drives."""
     arm.reset(seed, reset_options)
-    robot: Robot = arm if speak is None else SpokenRobot(arm, speak, typed=typed)
-    return run_episode(robot, policy, **options)
+    return arm if speak is None else SpokenRobot(arm, speak, typed=typed)
 
 
 class SpokenRobot:

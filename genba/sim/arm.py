@@ -41,7 +41,12 @@ class SimArm:
         return policy_observation(self._obs, self.env.unwrapped.task_description)
 
     def send(self, action: np.ndarray) -> None:
-        self._obs, _, terminated, truncated, info = self.env.step(np.asarray(action, dtype=np.float32))
+        self.took(self.env.step(np.asarray(action, dtype=np.float32)))
+
+    def took(self, result: tuple) -> None:
+        """Take in a step's gymnasium result (obs, reward, terminated, truncated, info): `send` steps the env itself;
+        genba.worldmodel.batched steps many arms' envs in one batch and hands each its row."""
+        self._obs, _, terminated, truncated, info = result
         self._success = self._success or bool(info.get(keys.INFO_SUCCESS, False))
         self._done = bool(terminated or truncated)
         if truncated:

@@ -72,9 +72,13 @@ class WorldModelEnvConfig:
 def make_env(task: str, run: str, **env_options: Any) -> WorldModelEnv:
     """The world-model env of `task` from run `run`; env_options are WorldModelEnvConfig's fields (reset, data,
     device, success_threshold, success_steps, threads) and genba.sim.make's (cameras, image_size, lang, ...)."""
+    return WorldModelEnv(task, _own_config(run, env_options), **env_options)
+
+
+def _own_config(run: str, env_options: dict) -> WorldModelEnvConfig:
+    """The WorldModelEnvConfig of run `run` from the options that are its fields (popped from env_options)."""
     names = {f.name for f in dataclasses.fields(WorldModelEnvConfig)}
-    own = {k: env_options.pop(k) for k in list(env_options) if k in names}
-    return WorldModelEnv(task, WorldModelEnvConfig(run=str(run), **own), **env_options)
+    return WorldModelEnvConfig(run=str(run), **{k: env_options.pop(k) for k in list(env_options) if k in names})
 
 
 def load_worldmodel(run: str | Path, device: str = "cpu") -> tuple[Any, Any, Path]:
@@ -82,19 +86,58 @@ def load_worldmodel(run: str | Path, device: str = "cpu") -> tuple[Any, Any, Pat
     one-line GenbaError saying how to get one."""
     import torch
 
-    from genba.train.checkpoint import load_model
+    from genba.train.checkpoint import load_model, read_config
     from genba.worldmodel.evaluate import checkpoint_folder
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     folder = checkpoint_folder(run)
+    _check_head(read_config(folder, kind="worldmodel")[1], folder)
     model, config = load_model(folder, kind="worldmodel", device=device)
+    return model.eval(), config, folder
+
+
+def check_options(task: str, run: str, **env_options: Any) -> None:
+    """make_env's one-line refusals (no success head, another task, depth, ...) from the run's config alone, with
+    no weights loaded and no env built: what `genba eval` checks before any episode."""
+    from genba.train.checkpoint import read_config
+    from genba.worldmodel.evaluate import checkpoint_folder
+
+    folder = checkpoint_folder(_own_config(run, env_options).run)
+    config = read_config(folder, kind="worldmodel")[1]
+    _check_head(config, folder)
+    _check_fit(task, config, folder, env_options)
+
+
+def _check_head(config: Any, folder: Path) -> None:
     if not config.success_head:
         raise GenbaError(
             f"world model {folder} has no success head, so it cannot end episodes: retrain it on data with failures "
             "(genba collect ... noise=0.1 keep_failed=true; genba train-worldmodel ... success=true)"
         )
-    return model.eval(), config, folder
+
+
+def _check_fit(task: str, m: Any, folder: Path, sim_options: dict) -> tuple[list[str], int]:
+    """The refusals of a run's config `m` for this task and these sim options; pops and returns the cameras and
+    image size of the observations (default: the model's), sets the fps to the model's."""
+    if m.tasks and task not in m.tasks:
+        raise GenbaError(f"world model {folder} was trained on {', '.join(m.tasks)}, not task={task}")
+    if (m.state_dim, m.action_dim) != (len(keys.JOINTS), len(keys.JOINTS)):
+        raise GenbaError(
+            f"world model {folder} has state {m.state_dim} / action {m.action_dim} values; a genba "
+            f"arm task needs {len(keys.JOINTS)} / {len(keys.JOINTS)}"
+        )
+    if sim_options.get("depth"):
+        raise GenbaError("depth=true: the world model predicts no depth")
+    if sim_options.get("action_mode", "joint") != "joint":
+        raise GenbaError(f"action_mode={sim_options['action_mode']}: the world model was trained on joint actions")
+    if m.fps and sim_options.setdefault("fps", m.fps) != m.fps:
+        raise GenbaError(f"fps={sim_options['fps']}: the world model was trained at {m.fps} fps")
+    cameras = list(sim_options.pop("cameras", m.cameras))
+    unknown = [c for c in cameras if c not in m.cameras]
+    if unknown:
+        raise GenbaError(f"camera {unknown[0]!r} is not one the world model predicts ({', '.join(m.cameras)})")
+    return cameras, int(sim_options.pop("image_size", m.image_size))
 
 
 class WorldModelEnv(gym.Env):
@@ -110,24 +153,7 @@ class WorldModelEnv(gym.Env):
         self.cfg = cfg
         self.model, self.mcfg, self.checkpoint = load_worldmodel(cfg.run, cfg.device)
         m = self.mcfg
-        if m.tasks and task not in m.tasks:
-            raise GenbaError(f"world model {self.checkpoint} was trained on {', '.join(m.tasks)}, not task={task}")
-        if (m.state_dim, m.action_dim) != (len(keys.JOINTS), len(keys.JOINTS)):
-            raise GenbaError(
-                f"world model {self.checkpoint} has state {m.state_dim} / action {m.action_dim} values; a genba "
-                f"arm task needs {len(keys.JOINTS)} / {len(keys.JOINTS)}"
-            )
-        if sim_options.get("depth"):
-            raise GenbaError("depth=true: the world model predicts no depth")
-        if sim_options.get("action_mode", "joint") != "joint":
-            raise GenbaError(f"action_mode={sim_options['action_mode']}: the world model was trained on joint actions")
-        if m.fps and sim_options.setdefault("fps", m.fps) != m.fps:
-            raise GenbaError(f"fps={sim_options['fps']}: the world model was trained at {m.fps} fps")
-        cameras = list(sim_options.pop("cameras", m.cameras))
-        unknown = [c for c in cameras if c not in m.cameras]
-        if unknown:
-            raise GenbaError(f"camera {unknown[0]!r} is not one the world model predicts ({', '.join(m.cameras)})")
-        self.image_size = int(sim_options.pop("image_size", m.image_size))
+        cameras, self.image_size = _check_fit(task, m, self.checkpoint, sim_options)
         # the observation's spaces come from the task's own env with the same options; the model's cameras at the
         # model's size are what a MuJoCo reset renders for it
         shown = make(task, cameras=cameras, image_size=self.image_size, **sim_options)
@@ -219,17 +245,25 @@ class WorldModelEnv(gym.Env):
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
         import torch
 
+        out = self.model.imagine_step(self._dream, torch.from_numpy(self.model_action(action))[None])
+        return self.stepped(out, 0)
+
+    def model_action(self, action: np.ndarray) -> np.ndarray:
+        """A step's action, checked and clipped to the joint limits: (A,) float32, what `imagine_step` takes."""
         if self._dream is None:
             raise RuntimeError("step() before reset()")
         action = np.asarray(action, dtype=np.float32).reshape(-1)
         if action.shape != self.action_space.shape:
             raise ValueError(f"action has shape {action.shape}, expected {self.action_space.shape}")
-        action = np.clip(np.nan_to_num(action), self.action_space.low, self.action_space.high)
-        out = self.model.imagine_step(self._dream, torch.from_numpy(action)[None])
-        images = {c: out["images"][c][0].permute(1, 2, 0).cpu().numpy() for c in self.mcfg.cameras}  # (H, W, 3)
+        return np.clip(np.nan_to_num(action), self.action_space.low, self.action_space.high)
+
+    def stepped(self, out: dict, row: int) -> tuple[dict, float, bool, bool, dict]:
+        """This episode's step result from row `row` of an `imagine_step` output (genba.worldmodel.batched steps
+        many episodes in one batch): the observation, the success rule, the time limit."""
+        images = {c: out["images"][c][row].permute(1, 2, 0).cpu().numpy() for c in self.mcfg.cameras}  # (H, W, 3)
         self._steps += 1
-        self._obs = self._observation(images, out["state"][0].cpu().numpy())
-        prob = float(out["success"][0])
+        self._obs = self._observation(images, out["state"][row].cpu().numpy())
+        prob = float(out["success"][row])
         self._above = self._above + 1 if prob > self.cfg.success_threshold else 0
         success = self._above >= self.cfg.success_steps
         info: dict[str, Any] = {keys.INFO_SUCCESS: success, "success_prob": prob}

@@ -12,14 +12,16 @@ def test_the_world_model_eval_reports_what_the_mujoco_one_does(reach_wm_run, cap
     common = dict(task="reach", policy="scripted", episodes=2, workers=1, lang="mixed")
     mujoco = run_eval(EvalConfig(**common))
     dream = run_eval(EvalConfig(**common, env="worldmodel", worldmodel=str(reach_wm_run["run"])))
-    assert set(dream) == set(mujoco) | {"worldmodel", "success_threshold", "success_steps"}
+    assert set(dream) == set(mujoco) | {"worldmodel", "success_threshold", "success_steps", "batch"}
     assert (mujoco["backend"], dream["backend"]) == ("mujoco", "worldmodel")
     assert dream["seeds"] == mujoco["seeds"] == [1_000_000, 1_000_001]
     assert [e["task"] for e in dream["per_episode"]] == [e["task"] for e in mujoco["per_episode"]]  # same scenes
     assert set(dream["per_episode"][0]) == set(mujoco["per_episode"][0])
     for summary in (mujoco, dream):
         assert summary["seconds"] > summary["seconds_per_episode"] > 0
-        assert all(e["episode_seconds"] >= e["seconds"] > 0 for e in summary["per_episode"])
+    assert all(e["episode_seconds"] >= e["seconds"] > 0 for e in mujoco["per_episode"])  # the reset included
+    assert dream["batch"] == 2  # both episodes in one batch: each takes its share of the batch's wall clock
+    assert sum(e["episode_seconds"] for e in dream["per_episode"]) >= max(e["seconds"] for e in dream["per_episode"])
     # an untrained head's verdicts: whatever they are, the episodes end by it or by the time limit
     for e in dream["per_episode"]:
         assert e["success"] or (e["steps"], e["truncation_reason"]) == (40, "time_limit")
@@ -41,7 +43,7 @@ def test_the_success_rule_reaches_the_world_model_env(reach_wm_run):
     assert (eager["success_threshold"], eager["success_steps"]) == (1e-6, 3)
     never = run_eval(EvalConfig(**common, success_threshold=1 - 1e-9))
     assert [(e["success"], e["steps"]) for e in never["per_episode"]] == [(False, 40)] * 2
-    with pytest.raises(ValueError, match=r"^success_threshold= and success_steps= are the world model.s: they need"):
+    with pytest.raises(ValueError, match=r"^success_threshold=, success_steps= and batch= are the world model.s"):
         EvalConfig(task="reach", policy="hold", success_steps=2)  # MuJoCo has its own success predicate
 
 
