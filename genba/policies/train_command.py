@@ -178,35 +178,6 @@ def with_speech(
     return {**batch, keys.OBS_AUDIO: padded, keys.pad_key(keys.OBS_AUDIO): mask}
 
 
-class SpokenBatches:
-    """`data(epoch)` of a ClipBatches whose batches also carry the samples' utterances (`with_speech`), augmented from
-    (seed, epoch, batch index): the same on every run, resume and rank."""
-
-    def __init__(self, batches: Any, speech: list[list[np.ndarray]], seed: int = 0) -> None:
-        from genba.worldmodel.spoken import noise_bank
-
-        self.batches, self.speech, self.seed, self.bank = batches, speech, seed, noise_bank(seed)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __call__(self, epoch: int) -> _SpokenEpoch:
-        return _SpokenEpoch(self, epoch, self.batches(epoch))
-
-
-class _SpokenEpoch:
-    def __init__(self, parent: SpokenBatches, epoch: int, batches: Any) -> None:
-        self.parent, self.epoch, self.batches = parent, epoch, batches
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __getitem__(self, i: int) -> dict:
-        p = self.parent
-        rng = np.random.default_rng([p.seed, self.epoch, i])
-        return with_speech(self.batches[i], p.speech, rng, p.bank)
-
-
 def build(cfg: TrainPolicyConfig) -> dict:
     """Everything a run needs, before any training: datasets, split, stats, model, TrainConfig, batches."""
     import torch
@@ -214,11 +185,13 @@ def build(cfg: TrainPolicyConfig) -> dict:
     from genba.datasets.clips import ClipConfig, ClipDataset
     from genba.datasets.split import load_or_make_split
     from genba.datasets.stats import compute_stats
+    from genba.policies.relabel import scene_queries, with_queries
     from genba.policies.vla import VLA, VLAConfig
     from genba.train.checkpoint import recover
     from genba.train.loop import LAST, TrainConfig
     from genba.worldmodel.backbone import BackboneConfig
-    from genba.worldmodel.data import ClipBatches, fixed_batches
+    from genba.worldmodel.data import ClipBatches, MappedBatches, fixed_batches
+    from genba.worldmodel.spoken import noise_bank
     from genba.worldmodel.train_command import load_preset
 
     last = Path(cfg.out) / LAST
@@ -241,7 +214,7 @@ def build(cfg: TrainPolicyConfig) -> dict:
     spoken = model_fields.get("instruction_modality", "text") != "text"
     if spoken and not model_fields["backbone"].get("audio_width"):  # the speech encoder, as wide as the text's
         model_fields["backbone"] = {**model_fields["backbone"], "audio_width": model_fields["backbone"]["text_width"]}
-    extra = [keys.OBS_ENV_STATE] if model_fields.get("w_env_state") else []
+    extra = [keys.OBS_ENV_STATE] if model_fields.get("w_env_state") or model_fields.get("w_locate") else []
 
     def dataset(episodes: list[int] | None, progress: bool = False) -> ClipDataset:
         clip = ClipConfig(data=cfg.data, cameras=list(cfg.cameras), obs_frames=1, action_horizon=horizon,
@@ -305,8 +278,12 @@ def build(cfg: TrainPolicyConfig) -> dict:
     else:
         train_fields["eval_every"] = 0
     data: Any = ClipBatches(train_ds, batch_size, seed=cfg.seed)
-    if speech is not None:
-        data = SpokenBatches(data, speech, seed=cfg.seed)
+    if speech is not None:  # each sample hears its episode's utterance, augmented (seeded per batch)
+        bank = noise_bank(cfg.seed)
+        data = MappedBatches(data, lambda b, rng: with_speech(b, speech, rng, bank), seed=cfg.seed)
+    if model_cfg.w_locate:  # each sample also asks where one object of its scene is
+        queries = scene_queries(full.root)
+        data = MappedBatches(data, lambda b, rng: with_queries(b, queries, rng), seed=cfg.seed + 1)
     train_cfg = TrainConfig(out=str(out), seed=cfg.seed, device=cfg.device, resume=cfg.resume,
                             progress=cfg.progress, **train_fields)  # fmt: skip
     return {
@@ -314,6 +291,7 @@ def build(cfg: TrainPolicyConfig) -> dict:
         "train": train_cfg,
         "data": data,
         "val": val,
+        "speech": speech,
         "stats": stats,
         "split": split,
         "dataset": str(full.root),

@@ -31,6 +31,14 @@ has it, a real arm's log does not), from the keypoints alone when there are keyp
 from the cameras and the instruction, never from joints that already reached it), else from the fused state token.
 Both only shape training; acting reads cameras, instruction and joints as before.
 
+Two more aim at where the first options left reach (benchmarks/README.md, "The VLA (issue 11)"): a keypoint network
+that fits 190 scenes and locates nothing in a new one. `w_locate` > 0 asks the keypoints, on every training sample,
+where one object of its scene is, named by a relabelled instruction (genba.policies.relabel: any solid object of the
+scene, in the episode's template), and regresses that object's (x, y) from them: three or four questions per scene
+instead of one. `text_ngrams` > 0 gives the keypoints' FiLM a bag of hashed byte n-grams of the instruction
+(genba.worldmodel.backbone.ByteNGrams) instead of the byte transformer's mean, so that "red" reads the same
+wherever the template puts it; the byte tokens still enter the prefix.
+
 Spoken instructions (`instruction_modality`, issue 13): `text` (the default; older checkpoints load unchanged) reads
 the typed instruction; `audio` reads the spoken one instead, as the backbone's audio encoder tokens (log-mel, a small
 transformer; genba.worldmodel.backbone) in the prefix where the byte tokens were; `both` takes either or both, so a
@@ -54,9 +62,10 @@ from genba import keys
 from genba.errors import GenbaError
 from genba.train.checkpoint import register_model
 from genba.train.normalized import Normalized
-from genba.worldmodel.backbone import BYTE_PAD, Backbone, BackboneConfig, same_text
+from genba.worldmodel.backbone import BYTE_PAD, Backbone, BackboneConfig, ByteNGrams, same_text
 
 KIND = "vla"
+LOCATE_SCALE = 0.1  # m: the localization head's unit (objects lie within about 0.25 m of the arm's base)
 HEADS = ("flow", "l1")
 MODALITIES = ("text", "audio", "both")
 ENV_STATE_MIN_STD = 0.01  # m (and quaternion units): the finest spread of an environment-state feature normalized
@@ -86,6 +95,8 @@ class VLAConfig:
     w_contrastive: float = 0.1
     w_env_state: float = 0.0  # auxiliary regression of the privileged environment state at training time; 0 = off
     state_dropout: float = 0.0  # fraction of training samples whose joint state is hidden (a learned token)
+    text_ngrams: int = 0  # buckets of hashed byte n-grams whose mean is the instruction the keypoints read; 0 = none
+    w_locate: float = 0.0  # relabelled localization loss: keypoints asked where another object of the scene is
     env_state_key: str = keys.OBS_ENV_STATE
     env_state_dim: int = 0  # its size (set from the dataset when w_env_state > 0)
     instruction_modality: str = "text"  # text | audio | both: the instruction typed, spoken or either
@@ -113,6 +124,13 @@ class VLAConfig:
                              "(backbone.audio_width > 0)")  # fmt: skip
         if self.w_audio_text < 0:
             raise GenbaError(f"w_audio_text={self.w_audio_text} must be >= 0")
+        if self.w_locate < 0 or self.text_ngrams < 0:
+            raise GenbaError(f"w_locate={self.w_locate} and text_ngrams={self.text_ngrams} must be >= 0")
+        if self.w_locate and not self.keypoints:
+            raise GenbaError(f"w_locate={self.w_locate} trains the keypoints: it needs keypoints > 0")
+        if self.w_locate and self.env_state_dim < 3:
+            raise GenbaError(f"w_locate={self.w_locate} needs the objects' positions in {self.env_state_key} "
+                             "(env_state_dim)")  # fmt: skip
         if self.w_env_state and self.env_state_dim < 1:
             raise GenbaError(f"w_env_state={self.w_env_state} needs the size of {self.env_state_key} (env_state_dim)")
 
@@ -214,6 +232,11 @@ class VLA(Normalized):
         if cfg.w_env_state:  # from the keypoints of every camera when there are some, else from the fused state token
             n_in = 2 * cfg.keypoints * len(cfg.cameras) if cfg.keypoints else width
             self.env_state_out = nn.Sequential(nn.Linear(n_in, width), nn.GELU(), nn.Linear(width, cfg.env_state_dim))
+        if cfg.text_ngrams:
+            self.ngrams = ByteNGrams(cfg.text_ngrams, bb.text_width)
+        if cfg.w_locate:  # the queried object's (x, y) from the keypoints of every camera
+            n_in = 2 * cfg.keypoints * len(cfg.cameras)
+            self.locate_out = nn.Sequential(nn.Linear(n_in, width), nn.GELU(), nn.Linear(width, 2))
         if cfg.spoken:  # speech tokens beside (or instead of) the byte tokens
             self.audio_in = nn.Linear(bb.audio_width, width)
             self.audio_kind = nn.Parameter(torch.zeros(width))
@@ -298,7 +321,8 @@ class VLA(Normalized):
         if not cfg.spoken:  # the typed instruction alone, as before speech existed
             ids = bb.text.tokenize(tasks, device)  # (B, Lt)
             text, pooled = bb.text(ids)  # (B, Lt, text width), (B, text width)
-            return self.text_in(text) + self.kind_embed[0], ids == BYTE_PAD, pooled, {"text": bb.text_embedding(pooled)}
+            film = self.ngrams(tasks) if cfg.text_ngrams else pooled
+            return self.text_in(text) + self.kind_embed[0], ids == BYTE_PAD, film, {"text": bb.text_embedding(pooled)}
         if use_text is None:
             use_text = torch.full((b,), cfg.typed, dtype=torch.bool)
         use_text = use_text.to(device) & cfg.typed
@@ -316,7 +340,7 @@ class VLA(Normalized):
             if bool(use_text.any()):
                 tokens.append(self.text_in(text) + self.kind_embed[0])
                 pads.append((ids == BYTE_PAD) | ~use_text[:, None])
-                pools.append(pooled_text)
+                pools.append(self.ngrams(tasks) if cfg.text_ngrams else pooled_text)
                 weights.append(use_text)
         if bool(given.any()):  # every utterance given is encoded (the speech-text loss reads them all)
             waves, lengths = audio[0].to(device), audio[1].to(device)
@@ -393,7 +417,29 @@ class VLA(Normalized):
             aux = F.mse_loss(self.env_state_out(source), env)
             total = total + cfg.w_env_state * aux
             metrics["env_state"] = float(aux.detach())
+        if cfg.w_locate and keys.LOCATE_TASK in batch:  # training batches carry the queries; validation ones do not
+            loc = self.locate_loss(images, batch[keys.LOCATE_TASK], batch[keys.LOCATE_SLOT], batch[cfg.env_state_key])
+            total = total + cfg.w_locate * loc
+            metrics["locate"] = float(loc.detach())
         return total, metrics
+
+    def locate_loss(
+        self, images: dict[str, torch.Tensor], queries: list[str], slots: torch.Tensor, env_state: torch.Tensor
+    ) -> torch.Tensor:
+        """Where is the object each query names? images {camera: (B, 3, H, W)} (as the action loss saw them), queries
+        B instructions, slots (B,) environment-state slots, env_state (B, To, E) raw -> MSE of its (x, y) in units of
+        LOCATE_SCALE, from the keypoints the query's instruction conditions (genba.policies.relabel)."""
+        from genba.sim.scene import SLOT_DIM
+
+        cfg = self.config
+        if cfg.text_ngrams:
+            pooled = self.ngrams(queries)  # (B, text width)
+        else:
+            _, pooled = self.backbone.text(self.backbone.text.tokenize(queries, env_state.device))
+        points = torch.cat([self.keypoints[i](images[c], pooled) for i, c in enumerate(cfg.cameras)], dim=1)
+        cols = slots.to(env_state.device)[:, None] * SLOT_DIM + torch.arange(2, device=env_state.device)  # (B, 2)
+        target = env_state[:, -1].float().gather(1, cols) / LOCATE_SCALE  # (B, 2)
+        return F.mse_loss(self.locate_out(points.flatten(1)), target)
 
     # ---- inference ----
 

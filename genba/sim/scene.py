@@ -224,33 +224,42 @@ def shuffle_instruction(spec: dict) -> bool:
     instruction stays. Records `original_instruction` and `instruction_names` (the object now named, None when
     unchanged) in the spec; returns whether the instruction changed. Success is still judged on the original object.
     """
-    from genba.sim.tasks import get_task
-
     objects = spec["objects"]
     target = next(o for o in objects if o["role"] == "object")
     goal = next((o for o in objects if o["role"] == "goal"), None)
-    lang = spec["lang"]
-
-    def words(o: dict | None) -> str:
-        return phrase(o["color"], o["shape"], lang) if o else ""
-
-    templates = get_task(spec["task"]).templates[lang]
-    template = next((t for t in templates if t.format(obj=words(target), goal=words(goal)) == spec["instruction"]),
-                    templates[0])  # fmt: skip
     distractors = [o for o in objects if o["role"] == "distractor"]
     spec["original_instruction"] = spec["instruction"]
     spec["instruction_names"] = None
     if distractors:
         rng = np.random.default_rng([int(spec["seed"]), _SHUFFLE_STREAM])
         named = distractors[int(rng.integers(len(distractors)))]
-        spec["instruction"] = template.format(obj=words(named), goal=words(goal))
+        spec["instruction"] = rename_instruction(spec, named)
     elif goal is not None and goal["shape"] in _SOLIDS:
         named = goal
-        spec["instruction"] = template.format(obj=words(goal), goal=words(target))
+        spec["instruction"] = rename_instruction(spec, goal, goal=target)
     else:
         return False
     spec["instruction_names"] = named["name"]
     return True
+
+
+def rename_instruction(spec: dict, obj: dict, goal: dict | None = None) -> str:
+    """`spec`'s instruction in its own template and language, naming `obj` (one of its objects) as the object, and
+    `goal` (default: the scene's goal, if any) as the goal. The original instruction of an unedited spec."""
+    from genba.sim.tasks import get_task
+
+    objects, lang = spec["objects"], spec["lang"]
+    target = next(o for o in objects if o["role"] == "object")
+    scene_goal = next((o for o in objects if o["role"] == "goal"), None)
+
+    def words(o: dict | None) -> str:
+        return phrase(o["color"], o["shape"], lang) if o else ""
+
+    templates = get_task(spec["task"]).templates[lang]
+    original = spec.get("original_instruction", spec["instruction"])
+    template = next((t for t in templates if t.format(obj=words(target), goal=words(scene_goal)) == original),
+                    templates[0])  # fmt: skip
+    return template.format(obj=words(obj), goal=words(goal if goal is not None else scene_goal))
 
 
 def _sample_physics(rng: np.random.Generator, randomize: bool, objects: list[dict]) -> dict:

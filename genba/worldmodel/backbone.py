@@ -25,6 +25,7 @@ valid frames and projected into the same space as the text, with its own SigLIP 
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +109,31 @@ class TextEncoder(nn.Module):
         keep = (~pad).unsqueeze(-1).to(x.dtype)  # (B, Lt, 1)
         pooled = (x * keep).sum(1) / keep.sum(1).clamp(min=1.0)
         return x, pooled
+
+
+class ByteNGrams(nn.Module):
+    """UTF-8 byte n-grams (3 to 5 bytes) hashed into `buckets` embeddings, averaged: texts -> (B, width). fastText's
+    bag of character n-grams (Bojanowski et al. 2017) on bytes, so that English words and Japanese characters (3
+    bytes each) need no vocabulary. Unlike the byte transformer's mean, a word's vector here does not depend on
+    where the template puts it, which is what a few hundred instructions can teach."""
+
+    NS = (3, 4, 5)
+
+    def __init__(self, buckets: int, width: int) -> None:
+        super().__init__()
+        self.buckets = buckets
+        self.embed = nn.EmbeddingBag(buckets, width, mode="mean")
+
+    def ids(self, text: str) -> list[int]:
+        """The hashed n-grams of one text (crc32, stable across runs and machines); [0] for a text too short."""
+        b = text.encode("utf-8")
+        return [zlib.crc32(b[i : i + n]) % self.buckets for n in self.NS for i in range(len(b) - n + 1)] or [0]
+
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        grams = [self.ids(t) for t in texts]
+        offsets = torch.tensor([0] + [len(g) for g in grams[:-1]]).cumsum(0)  # (B,)
+        flat = torch.tensor([i for g in grams for i in g], device=self.embed.weight.device)
+        return self.embed(flat, offsets.to(flat.device))  # (B, width)
 
 
 class AudioEncoder(nn.Module):

@@ -19,6 +19,7 @@ that holds a success k times per epoch (a successful episode has one such window
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -150,6 +151,35 @@ class Epoch:
             frames = self.ds.rows[rows][:, None] + np.arange(self.ds.cfg.future_frames + 1)  # (B, T)
             batch[keys.NEXT_SUCCESS] = torch.from_numpy(self.labels[frames])
         return batch
+
+    def __iter__(self) -> Any:
+        return (self[i] for i in range(len(self)))
+
+
+class MappedBatches:
+    """`data(epoch)` of another such source whose every batch `fn(batch, rng)` extends, with a generator seeded by
+    (seed, epoch, batch index): the same batches on every run, resume and rank."""
+
+    def __init__(self, batches: Any, fn: Callable[[dict, np.random.Generator], dict], seed: int = 0) -> None:
+        self.batches, self.fn, self.seed = batches, fn, seed
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __call__(self, epoch: int) -> MappedEpoch:
+        return MappedEpoch(self, epoch, self.batches(epoch))
+
+
+class MappedEpoch:
+    def __init__(self, parent: MappedBatches, epoch: int, batches: Any) -> None:
+        self.parent, self.epoch, self.batches = parent, epoch, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> dict:
+        p = self.parent
+        return p.fn(self.batches[i], np.random.default_rng([p.seed, self.epoch, i]))
 
     def __iter__(self) -> Any:
         return (self[i] for i in range(len(self)))

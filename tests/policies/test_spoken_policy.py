@@ -110,7 +110,7 @@ def test_speech_voices_re_speak_every_instruction_for_training(spoken_runs, tmp_
     voices = ["espeak:en-us+f3:1.1", "openjtalk:mei:0.9:2"]
     parts = build(TrainPolicyConfig(data=data, out=str(tmp_path / "v"), instruction_modality="audio", batch_size=4,
                                     val_fraction=0.25, speech_voices=voices, progress=False))  # fmt: skip
-    speech = parts["data"].speech
+    speech = parts["speech"]
     records = read_all_episode_meta(data)
     assert len(speech) == len(records) == 4
     for options, record in zip(speech, records, strict=True):

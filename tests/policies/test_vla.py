@@ -85,6 +85,50 @@ def test_with_keypoints_the_environment_state_comes_from_the_cameras_alone():
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.keypoints.parameters())
 
 
+def test_the_localization_loss_asks_the_keypoints_where_the_queried_slot_is():
+    torch.manual_seed(0)
+    model = VLA(small_config(w_contrastive=0.0, keypoints=3, w_locate=1.0, env_state_dim=21, text_ngrams=64))
+    b = batch(["reach for the red cube"] * 2, torch.randn(2, 4, 2))
+    env = torch.zeros(2, 1, 21)
+    env[0, 0, 14:16] = torch.tensor([0.1, -0.2])  # sample 0 asks for slot 2
+    env[1, 0, 0:2] = torch.tensor([0.3, 0.0])  # sample 1 for slot 0
+    env[1, 0, 7:9] = 5.0  # a slot nobody asks for
+    b[keys.OBS_ENV_STATE] = env
+    b[keys.LOCATE_TASK] = ["reach for the blue ball", "reach for the red cube"]
+    b[keys.LOCATE_SLOT] = torch.tensor([2, 0])
+    last = model.locate_out[-1]
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.zeros_(last.bias)  # predicts (0, 0): the loss is the targets' mean square, in units of 0.1 m
+    _, metrics = model.loss(b)
+    assert metrics["locate"] == pytest.approx(((1.0**2 + 2.0**2) + 3.0**2) / 4, rel=1e-5)
+    torch.nn.init.normal_(last.weight)
+    torch.nn.init.normal_(model.keypoints[0].film.weight)  # zero at the start: no gradient reaches the text yet
+    loss, _ = model.loss(b)
+    loss.backward()
+    assert model.ngrams.embed.weight.grad.abs().sum() > 0  # the query's n-grams condition the keypoints
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.keypoints.parameters())
+    del b[keys.LOCATE_TASK]
+    assert "locate" not in model.loss(b)[1]  # validation batches carry no queries
+    with pytest.raises(GenbaError, match="needs keypoints"):
+        small_config(w_locate=1.0, env_state_dim=21)
+    with pytest.raises(GenbaError, match="objects' positions"):
+        small_config(w_locate=1.0, keypoints=3)
+
+
+def test_with_text_ngrams_the_keypoints_read_the_instructions_ngrams_alone():
+    torch.manual_seed(0)
+    model = VLA(small_config(keypoints=3, text_ngrams=64))
+    torch.nn.init.normal_(model.keypoints[0].film.weight)  # FiLM starts at zero: make the instruction matter
+    image = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8)
+    images, state = {"front": image.expand(2, -1, -1, -1)}, torch.zeros(2, 3)
+    tasks = ["reach for the red cube", "move the gripper to the blue ball"]
+    _, _, emb = model.prefix(images, state, tasks)
+    assert not torch.allclose(emb["keypoints"][0], emb["keypoints"][1])
+    torch.nn.init.zeros_(model.ngrams.embed.weight)  # the byte transformer still tells the two apart; FiLM must not
+    _, _, flat = model.prefix(images, state, tasks)
+    assert torch.allclose(flat["keypoints"][0], flat["keypoints"][1])
+
+
 def test_state_dropout_hides_the_joints_from_a_fraction_of_the_training_samples():
     torch.manual_seed(0)
     model = VLA(small_config(state_dropout=0.5))

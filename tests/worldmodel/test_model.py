@@ -243,3 +243,16 @@ def test_a_conv_stem_keeps_the_token_grid():
         BackboneConfig(image_size=48, patch_size=12, stem="conv")
     with pytest.raises(GenbaError, match="stem="):
         BackboneConfig(stem="resnet")
+
+
+def test_byte_ngrams_share_a_words_grams_wherever_the_template_puts_it():
+    from genba.worldmodel.backbone import ByteNGrams
+
+    bag = ByteNGrams(4096, 8)
+    red = set(bag.ids("red"))
+    assert red <= set(bag.ids("reach for the red cube")) and red <= set(bag.ids("move the gripper to the red ball"))
+    assert bag.ids("赤") == bag.ids("赤")[:1] and bag.ids("赤")[0] in bag.ids("赤いボールに手を伸ばして")  # 3 bytes
+    assert bag.ids("") == [0] and bag.ids("ab") == [0]  # too short for a gram: the bag still has one entry
+    assert bag.ids("red") == [3983]  # crc32, the same in every process (Python's hash() of bytes is salted)
+    out = bag(["reach for the red cube", "", "赤いボール"])
+    assert out.shape == (3, 8) and torch.isfinite(out).all()
