@@ -35,7 +35,9 @@ Two more aim at where the first options left reach (benchmarks/README.md, "The V
 that fits 190 scenes and locates nothing in a new one. `w_locate` > 0 asks the keypoints, on every training sample,
 where one object of its scene is, named by a relabelled instruction (genba.policies.relabel: any solid object of the
 scene, in the episode's template), and regresses that object's (x, y) from them: three or four questions per scene
-instead of one. `text_ngrams` > 0 gives the keypoints' FiLM a bag of hashed byte n-grams of the instruction
+instead of one. `locate_token` puts the head's answer for the instruction itself, the named object's (x, y), in the
+prefix as one token (detached: only the localization loss trains what it says), an explicit target that the
+action expert can read. `text_ngrams` > 0 gives the keypoints' FiLM a bag of hashed byte n-grams of the instruction
 (genba.worldmodel.backbone.ByteNGrams) instead of the byte transformer's mean, so that "red" reads the same
 wherever the template puts it; the byte tokens still enter the prefix.
 
@@ -97,6 +99,7 @@ class VLAConfig:
     state_dropout: float = 0.0  # fraction of training samples whose joint state is hidden (a learned token)
     text_ngrams: int = 0  # buckets of hashed byte n-grams whose mean is the instruction the keypoints read; 0 = none
     w_locate: float = 0.0  # relabelled localization loss: keypoints asked where another object of the scene is
+    locate_token: bool = False  # the located (x, y) of the named object as a prefix token (needs w_locate)
     env_state_key: str = keys.OBS_ENV_STATE
     env_state_dim: int = 0  # its size (set from the dataset when w_env_state > 0)
     instruction_modality: str = "text"  # text | audio | both: the instruction typed, spoken or either
@@ -126,6 +129,8 @@ class VLAConfig:
             raise GenbaError(f"w_audio_text={self.w_audio_text} must be >= 0")
         if self.w_locate < 0 or self.text_ngrams < 0:
             raise GenbaError(f"w_locate={self.w_locate} and text_ngrams={self.text_ngrams} must be >= 0")
+        if self.locate_token and not self.w_locate:
+            raise GenbaError("locate_token=true reads the localization head: it needs w_locate > 0")
         if self.w_locate and not self.keypoints:
             raise GenbaError(f"w_locate={self.w_locate} trains the keypoints: it needs keypoints > 0")
         if self.w_locate and self.env_state_dim < 3:
@@ -237,6 +242,8 @@ class VLA(Normalized):
         if cfg.w_locate:  # the queried object's (x, y) from the keypoints of every camera
             n_in = 2 * cfg.keypoints * len(cfg.cameras)
             self.locate_out = nn.Sequential(nn.Linear(n_in, width), nn.GELU(), nn.Linear(width, 2))
+        if cfg.locate_token:
+            self.locate_in = nn.Sequential(nn.Linear(2, width), nn.GELU(), nn.Linear(width, width))
         if cfg.spoken:  # speech tokens beside (or instead of) the byte tokens
             self.audio_in = nn.Linear(bb.audio_width, width)
             self.audio_kind = nn.Parameter(torch.zeros(width))
@@ -274,8 +281,9 @@ class VLA(Normalized):
         reads (default: every typed one when the policy is typed, every spoken one given) -> (memory (B, L, width),
         padding (B, L) bool, {"text": (B, E)} (when the text encoder ran), with speech "audio" (B, E), with patch
         tokens or `image_embedding` (the contrastive loss) "image" (B, E) embeddings of the shared space, with
-        keypoints "keypoints" (B, cameras x K x 2)); L = cameras x (P + K) + Lt + La + 1 (P = 0 with
-        patch_tokens=false, whose ViT then runs only when asked for the image embedding)."""
+        keypoints "keypoints" (B, cameras x K x 2)); L = cameras x (P + K) + G + Lt + La + 1 (P = 0 with
+        patch_tokens=false, whose ViT then runs only when asked for the image embedding; G = 1 with locate_token, the
+        located object, else 0)."""
         cfg = self.config
         missing = [c for c in cfg.cameras if c not in images]
         if missing:
@@ -288,6 +296,9 @@ class VLA(Normalized):
         points = [self.keypoints[i](images[c], pooled) for i, c in enumerate(cfg.cameras)] if cfg.keypoints else []
         for i, xy in enumerate(points):  # each (B, K, 2) -> (B, K, width): a position plus which keypoint it is
             parts.append(self.keypoint_in(xy) + self.keypoint_embed[i])
+        if cfg.locate_token:  # where the named object is, as the localization head says (its own loss trains it)
+            located = self.locate_out(torch.cat(points, dim=1).flatten(1))  # (B, 2) in LOCATE_SCALE units
+            parts.append(self.locate_in(located.detach()).unsqueeze(1))
         n_image = sum(t.shape[1] for t in parts)
         parts.append(words)
         state_token = self.state_in(self.norm(state, "state"))  # (B, width)

@@ -111,8 +111,25 @@ def test_the_localization_loss_asks_the_keypoints_where_the_queried_slot_is():
     assert "locate" not in model.loss(b)[1]  # validation batches carry no queries
     with pytest.raises(GenbaError, match="needs keypoints"):
         small_config(w_locate=1.0, env_state_dim=21)
+    with pytest.raises(GenbaError, match="locate_token=true reads the localization head"):
+        small_config(locate_token=True, keypoints=3)
     with pytest.raises(GenbaError, match="objects' positions"):
         small_config(w_locate=1.0, keypoints=3)
+
+
+def test_the_located_object_is_one_more_prefix_token_that_the_action_loss_does_not_train():
+    torch.manual_seed(0)
+    model = VLA(small_config(w_contrastive=0.0, keypoints=3, w_locate=1.0, env_state_dim=21, locate_token=True))
+    plain = VLA(small_config(w_contrastive=0.0, keypoints=3, w_locate=1.0, env_state_dim=21))
+    b = batch(["reach for the red cube"] * 2, torch.randn(2, 4, 2))
+    images, state = {"front": b[keys.image_key("front")][:, 0]}, b[keys.OBS_STATE][:, 0]
+    memory, pad, _ = model.prefix(images, state, b[keys.TASK])
+    assert memory.shape[1] == plain.prefix(images, state, b[keys.TASK])[0].shape[1] + 1
+    assert not pad[:, 7].any()  # 4 patches, 3 keypoints, then the located object: never padding
+    b[keys.OBS_ENV_STATE] = torch.zeros(2, 1, 21)
+    model.loss(b)[0].backward()  # no queries in the batch: the action loss alone
+    assert model.locate_in[0].weight.grad.abs().sum() > 0
+    assert model.locate_out[-1].weight.grad is None  # what the token says is the localization loss's to train
 
 
 def test_with_text_ngrams_the_keypoints_read_the_instructions_ngrams_alone():
