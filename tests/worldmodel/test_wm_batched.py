@@ -1,6 +1,6 @@
 """Batched imagination (genba.worldmodel.batched): episodes stepped together in one `imagine_step` per step give,
 seed for seed, the unbatched env's outcomes, lengths, frames and states; `genba eval env=worldmodel batch=` reports
-the same episodes as batch=1."""
+the same episodes as batch=1, also in a pool of workers kept across evaluations (as eval-ranking runs them)."""
 
 import numpy as np
 import pytest
@@ -83,17 +83,26 @@ def test_batched_episodes_equal_the_unbatched_env_per_seed(reach_wm_run):
     assert (single.success, single.steps) == expected[0]
 
 
-def test_eval_batches_report_the_same_episodes_as_one_at_a_time(reach_wm_run):
-    common = dict(task="reach", policy=POLICY, episodes=4, workers=1, env="worldmodel",
+def test_eval_batches_report_the_same_episodes_as_one_at_a_time_in_a_kept_pool(reach_wm_run):
+    from genba.policies import eval_worker
+
+    common = dict(task="reach", policy=POLICY, episodes=4, workers=2, env="worldmodel",
                   worldmodel=str(reach_wm_run["run"]))  # fmt: skip
-    one, batched = run_eval(EvalConfig(**common, batch=1)), run_eval(EvalConfig(**common))
-    assert (one["batch"], batched["batch"]) == (1, 4)
+    with eval_worker.kept_pool():  # as eval-ranking runs its evaluations: one pool of workers for all
+        one = run_eval(EvalConfig(**common, batch=1))
+        pool = eval_worker._KEPT[2]
+        batched = run_eval(EvalConfig(**common))
+        real = run_eval(EvalConfig(task="reach", policy="hold", episodes=2, workers=2))  # MuJoCo, the same workers
+        kept = dict(eval_worker._KEPT)
+    assert kept == {2: pool}
+    assert eval_worker._KEPT is None
+    assert (one["batch"], batched["batch"], real["backend"]) == (1, 2, "mujoco")
     assert set(one) == set(batched)
     fields = ("seed", "success", "steps", "task", "truncation_reason", "requests")
     rows = [[[e[k] for k in fields] for e in summary["per_episode"]] for summary in (one, batched)]
     assert rows[0] == rows[1]
-    shares = {e["episode_seconds"] for e in batched["per_episode"]}
-    assert len(shares) == 1 and 0 < shares.pop() * 4 < batched["seconds"]  # each episode's share of the batch
+    shares = [e["episode_seconds"] for e in batched["per_episode"]]
+    assert shares[0] == shares[1] and shares[2] == shares[3] and 0 < sum(shares) < 2 * batched["seconds"]
     with pytest.raises(ValueError, match="batch= are the world model's: they need env=worldmodel"):
         EvalConfig(task="reach", policy="hold", batch=4)
     with pytest.raises(ValueError, match=r"batch=0 must be an integer >= 1"):
