@@ -6,6 +6,9 @@ A spawned worker (or the evaluating process itself, when workers=1) keeps what i
 wrapped to time its `infer` calls, and an env per set of env options, built on first use so that a failure is an
 episode's error, reported as one line naming the seed. Each episode seeds Python's, NumPy's and torch's generators
 from its own seed, so an outcome depends on the seed alone, never on which episodes the process ran before.
+Each process runs torch with the evaluation's `threads` (worker_threads: `threads=`, else OMP_NUM_THREADS, else the
+cores divided among the workers), set when torch is loaded and, in a spawned worker, as its OMP_NUM_THREADS for what
+loads torch (or OpenMP) later; each episode records the count torch ran it with (`torch_threads`).
 A run whose instruction modality is `audio` or `both` hears each episode's instruction (as given: shuffled ones too)
 spoken by the evaluation's voice for the episode's language (genba.speech), with its noise mixed in at its SNR, seeded
 by the episode's seed (espeak-ng alone is not bit-exact from call to call; genba.speech.espeak).
@@ -14,6 +17,7 @@ by the episode's seed (espeak-ng alone is not bit-exact from call to call; genba
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,17 +31,43 @@ _STATE: dict[str, Any] = {}  # this process's: the evaluation's setup, the polic
 _KEPT: dict[int, Any] | None = None  # inside kept_pool(): worker count -> its process pool, reused
 
 
+def worker_threads(threads: int, workers: int) -> int:
+    """Torch CPU threads of each of `workers` evaluation processes: `threads` when > 0; else OMP_NUM_THREADS when it
+    is set (the share of a busy CPU the caller gave: each worker inherits it); else the cores divided among them."""
+    if threads > 0:
+        return threads
+    given = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()  # OpenMP's "4,2": the outer level's
+    if given:
+        if not given.isdigit() or int(given) < 1:
+            raise GenbaError(f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']!r} is not a thread count >= 1: fix "
+                             "it, unset it, or give threads=")  # fmt: skip
+        return int(given)
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 def setup(config: dict, policies: dict | None = None) -> None:
-    """Start a process on the evaluation described by `config` (policies: ones already built, by name)."""
+    """Start a process on the evaluation described by `config` (policies: ones already built, by name); torch, when
+    loaded, runs with its `threads` until teardown()."""
     _STATE.clear()
     _STATE.update(setup=config, policies={k: [_Timed(p)] for k, p in (policies or {}).items()}, envs={})
+    if "torch" in sys.modules:
+        _STATE["threads_before"] = sys.modules["torch"].get_num_threads()
+    _use_threads()
 
 
 def teardown() -> None:
-    """Close the envs this process built."""
+    """Close the envs this process built; torch's thread count back to what it was before setup()."""
     for env in _STATE.get("envs", {}).values():
         env.close()
+    if "threads_before" in _STATE:
+        sys.modules["torch"].set_num_threads(_STATE["threads_before"])
     _STATE.clear()
+
+
+def _use_threads() -> None:
+    """Torch (once loaded) on the evaluation's threads: N workers share the cores, no oversubscription."""
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(_STATE["setup"]["threads"])
 
 
 class _Timed:
@@ -77,8 +107,7 @@ def _policies(run: dict, n: int) -> list[_Timed]:
         from genba.policies.registry import policy_factory
 
         built.append(_Timed(policy_factory(run["policy"], **run["factory"])()))
-        if "torch" in sys.modules:  # N workers share the cores: no oversubscription
-            sys.modules["torch"].set_num_threads(_STATE["setup"]["threads"])
+        _use_threads()  # a policy that loaded torch (or set its own threads) runs on the evaluation's
     return built[:n]
 
 
@@ -179,6 +208,7 @@ def _result(run: dict, index: int, episode: Any, env: Any, policy: _Timed, heard
     """What the evaluator keeps of one episode (and its Rerun recording when it is one of rrd_episodes)."""
     spec = env.unwrapped.episode_spec()
     result = {**episode.summary(), "lang": spec["lang"], "latency_ms": list(policy.ms), "episode_seconds": seconds}
+    result["torch_threads"] = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
     result.update(heard)
     if run["instruction"] == "shuffled":
         result["original_instruction"] = spec["original_instruction"]
@@ -267,6 +297,7 @@ def _run_configured(config: dict, job: tuple) -> list[dict]:
     """A job of the evaluation `config`, in a worker that may have run another evaluation's jobs before."""
     if _STATE.get("setup", {}).get("token") != config["token"]:
         teardown()
+        os.environ["OMP_NUM_THREADS"] = str(config["threads"])  # this worker's: for what loads torch/OpenMP later
         setup(config)
     return run_job(job)
 

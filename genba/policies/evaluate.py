@@ -19,12 +19,13 @@ image size other than the one its spec fixes, is a one-line error naming both si
 policy that reads anything a genba env cannot give. A language the policy never saw is not an error: it runs, and
 `by_language` shows how it did.
 
-Episodes run in `workers` spawned processes (default: 2, or fewer when there are fewer episodes), each with its own
-policy (built by the same registry, `genba.policies.registry.policy_factory`) and env, through the one episode loop
-(`genba.policies.rollout.rollout`). Every episode starts from its seed alone (the scene, and the Python, NumPy and
-torch generators are seeded from it), so the outcomes do not depend on the number of workers; a policy that keeps
-a generator of its own should reseed it in `reset()`. An error in an episode stops the evaluation with one line
-naming the seed.
+Episodes run in `workers` spawned processes (default: 2, or fewer when there are fewer episodes), each with
+`threads` torch threads (0, the default: OMP_NUM_THREADS when set, else the cores divided among the workers; the
+summary's `threads`, and each episode's `torch_threads` as torch ran it), its own policy (built by the same registry,
+`genba.policies.registry.policy_factory`) and env, through the one episode loop (`genba.policies.rollout.rollout`).
+Every episode starts from its seed alone (the scene, and the Python, NumPy and torch generators are seeded from it),
+so the outcomes do not depend on the number of workers; a policy that keeps a generator of its own should reseed it
+in `reset()`. An error in an episode stops the evaluation with one line naming the seed.
 
 The backend: `env=mujoco` (the default) simulates; `env=worldmodel worldmodel=<run>` runs the same episodes in the
 world model's env (genba.worldmodel.env: each episode starts from the MuJoCo reset of its seed, every step after
@@ -128,6 +129,7 @@ class EvalConfig:
     workers: int | None = field(
         default=None, metadata={"help": f"parallel episode processes; null: min({DEFAULT_WORKERS}, episodes)"}
     )
+    threads: int = field(default=0, metadata={"help": "torch threads per worker; 0: OMP_NUM_THREADS or cores/workers"})
     rrd: str = field(default="", metadata={"help": "write chosen episodes to this Rerun .rrd file (empty: none)"})
     rrd_episodes: list[int] = field(
         default_factory=lambda: [0], metadata={"help": "indices (0-based) of the episodes to write to rrd="}
@@ -205,6 +207,8 @@ class EvalConfig:
             raise ValueError(f"batch={self.batch!r} must be an integer >= 1 (or null)")
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
             raise ValueError(f"workers={self.workers!r} must be an integer >= 1 (or null)")
+        if not isinstance(self.threads, int) or self.threads < 0:
+            raise ValueError(f"threads={self.threads!r} must be an integer >= 0 (0: the default)")
         if self.rrd and not self.rrd.endswith(".rrd"):
             raise ValueError(f"rrd={self.rrd!r} must be a .rrd file path (or empty)")
         self.rrd_episodes = sorted({int(i) for i in self.rrd_episodes})
@@ -287,10 +291,12 @@ def resolve_env(policy: Any, cfg: EvalConfig) -> dict[str, Any]:
 def run_eval(cfg: EvalConfig) -> dict:
     import time
 
+    from genba.policies.eval_worker import run_all, worker_threads
     from genba.policies.registry import policy_factory
     from genba.policies.spoken_eval import check_speech, instruction_modality
 
     started = time.perf_counter()
+    threads = worker_threads(cfg.threads, cfg.n_workers)  # a bad OMP_NUM_THREADS: one line before any work
     factory = {"task": cfg.task, "seed": cfg.seed, "image_size": cfg.image_size, "cameras": cfg.cameras}
     built = {cfg.policy: policy_factory(cfg.policy, **factory)()}  # fail on a bad name before any episode
     if cfg.compare and cfg.compare not in built:
@@ -321,14 +327,12 @@ def run_eval(cfg: EvalConfig) -> dict:
         "blend": cfg.blend,
         "rrd_episodes": cfg.rrd_episodes if rrd else [],
         "rrd_dir": scratch,
-        "threads": max(1, (os.cpu_count() or 1) // cfg.n_workers),
+        "threads": threads,
         "backend": cfg.env,
         "worldmodel": cfg.worldmodel,
         "judge": _judge(cfg),
     }
     try:
-        from genba.policies.eval_worker import run_all
-
         results = run_all(cfg.n_workers, cfg.n_batch, cfg.task, setup, seeds, built)
         rrd_written = _merge_rrd([results[0][i]["rrd_part"] for i in cfg.rrd_episodes], rrd) if rrd else None
     finally:
@@ -441,7 +445,7 @@ def _summary(cfg: EvalConfig, setup: dict, seeds: list[int], results: list, rrd:
     summary: dict[str, Any] = {"task": cfg.task, **{k: v for k, v in main.items() if k != "per_episode"}}
     summary["seeds"] = seeds
     summary["env"] = setup["runs"][0]["env"]
-    summary["workers"] = cfg.n_workers
+    summary["workers"], summary["threads"] = cfg.n_workers, setup["threads"]
     summary["backend"] = cfg.env
     if cfg.env == "worldmodel":
         summary["worldmodel"] = cfg.worldmodel

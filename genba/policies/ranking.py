@@ -17,10 +17,10 @@ mean maximum rank violation of the world model's rates against MuJoCo's; genba.p
 policy: `policy`, `mujoco` and `worldmodel`, each with `success_rate`, `ci95` (Wilson), `successes`, `episodes`,
 `mean_length`, `seconds`, `seconds_per_episode`, `outcomes` (per seed, 1 = success), and `agreement`: the share of
 seeds whose outcome the world model got right), `seconds_mujoco` and `seconds_worldmodel` (the evaluations' wall
-clock, summed over policies), `batch` (imagined episodes stepped together, `genba eval`'s batch=), `seeds`, and
-with rrd=, `rrd`: one Rerun recording of the same start in both backends, side by side (each camera as `<camera>`
-and `<camera> (imagined)`, the joints as `<joint>` and `imagined <joint>`; the shorter episode holds its last
-frame), written by genba.viz.
+clock, summed over policies), `batch` (imagined episodes stepped together, `genba eval`'s batch=), `threads` (torch
+threads per worker process, `genba eval`'s threads=), `seeds`, and with rrd=, `rrd`: one Rerun recording of the
+same start in both backends, side by side (each camera as `<camera>` and `<camera> (imagined)`, the joints as
+`<joint>` and `imagined <joint>`; the shorter episode holds its last frame), written by genba.viz.
 """
 
 from __future__ import annotations
@@ -59,6 +59,9 @@ class RankingConfig:
     image_size: int | None = field(default=None, metadata={"help": "camera image side; null: the policy's"})
     lang: str | None = field(default=None, metadata={"help": "instruction language; null: the policy's own, else en"})
     workers: int | None = field(default=None, metadata={"help": "episode processes per evaluation (as genba eval)"})
+    threads: int = field(
+        default=0, metadata={"help": "torch threads per worker (as genba eval): 0: OMP_NUM_THREADS or cores/workers"}
+    )
     rrd: str = field(
         default="", metadata={"help": "write the first seed of rrd_policy in both backends, side by side (.rrd)"}
     )
@@ -89,8 +92,8 @@ class RankingConfig:
         judge = {"success_threshold": self.success_threshold, "success_steps": self.success_steps,
                  "batch": self.batch} if wm else {}  # fmt: skip
         return EvalConfig(task=self.task, policy=policy, episodes=self.episodes, seed=self.seed, lang=self.lang,
-                          image_size=self.image_size, cameras=self.cameras, workers=self.workers, env=backend,
-                          worldmodel=wm, **judge)  # fmt: skip
+                          image_size=self.image_size, cameras=self.cameras, workers=self.workers, threads=self.threads,
+                          env=backend, worldmodel=wm, **judge)  # fmt: skip
 
 
 def run_ranking(cfg: RankingConfig) -> dict:
@@ -100,7 +103,7 @@ def run_ranking(cfg: RankingConfig) -> dict:
     rrd = _check_rrd(cfg.rrd)
     factory = {"task": cfg.task, "seed": cfg.seed, "image_size": cfg.image_size, "cameras": cfg.cameras}
     names = {p: policy_name(policy_factory(p, **factory)()) for p in cfg.policies}  # every name fails before work
-    checkpoints, seconds, batch = [], dict.fromkeys(BACKENDS, 0.0), None
+    checkpoints, seconds, batch, threads = [], dict.fromkeys(BACKENDS, 0.0), None, None
     with kept_pool():  # the workers are spawned once, by the first policy's world-model evaluation
         for i, policy in enumerate(cfg.policies):
             print(f"eval-ranking: policy {i + 1}/{len(cfg.policies)}: {policy}", file=sys.stderr)
@@ -109,7 +112,7 @@ def run_ranking(cfg: RankingConfig) -> dict:
                 summary = run_eval(cfg.eval_config(backend, policy))
                 runs[backend] = _backend(summary)
                 seconds[backend] += summary["seconds"]
-                batch = summary.get("batch", batch)
+                batch, threads = summary.get("batch", batch), summary["threads"]
             same = [a == b for a, b in zip(runs["mujoco"]["outcomes"], runs["worldmodel"]["outcomes"], strict=True)]
             checkpoints.append({"policy": policy, "name": names[policy], **{b: runs[b] for b in BACKENDS},
                                 "agreement": round(sum(same) / len(same), 4)})  # fmt: skip
@@ -126,6 +129,7 @@ def run_ranking(cfg: RankingConfig) -> dict:
         "seconds_mujoco": round(seconds["mujoco"], 3),
         "seconds_worldmodel": round(seconds["worldmodel"], 3),
         "batch": batch,
+        "threads": threads,
         "checkpoints": checkpoints,
         "seeds": [cfg.seed, cfg.seed + cfg.episodes - 1],
     }
