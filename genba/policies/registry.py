@@ -69,11 +69,12 @@ def _hold(cameras=(), image_size: int = 224, horizon: int = 10, fps: float = 10.
     return lambda: HoldPolicy(cameras=cams, image_size=image_size, horizon=horizon, fps=fps)
 
 
-def _random(horizon: int = 1, seed: int = 0, fps: float = 10.0, **_: Any):
+def _random(horizon: int = 1, fps: float = 10.0, **_: Any):
     from genba.policies.simple import RandomPolicy
     from genba.sim.model import JOINT_LIMITS
 
-    return lambda: RandomPolicy(JOINT_LIMITS[:, 0], JOINT_LIMITS[:, 1], horizon=horizon, seed=seed, fps=fps)
+    # no fixed seed: each reset() draws its generator from NumPy's (seeded per episode by eval and collect)
+    return lambda: RandomPolicy(JOINT_LIMITS[:, 0], JOINT_LIMITS[:, 1], horizon=horizon, fps=fps)
 
 
 # name -> (factory of factories, one line of help). The only list of built-in policies.

@@ -3,7 +3,8 @@
 - `linear`: a fixed, seeded linear map of the state (plus the mean brightness of each image); batched. A real
   policy whose outputs are known, for tests and `genba bench serve`.
 - `hold`: holds the measured position; the safe first policy when bringing up a new arm.
-- `random`: uniform joint targets within the arm's limits (a floor for success rates).
+- `random`: uniform joint targets within the arm's limits (a floor for success rates), drawn from a generator
+  reseeded at each `reset()` from NumPy's global one: in genba eval and collect, a function of the episode's seed.
 """
 
 from __future__ import annotations
@@ -75,17 +76,24 @@ class HoldPolicy(LinearPolicy):
 
 
 class RandomPolicy:
-    """Uniform joint targets in [low, high] (A,), one per step, seeded; reset() does not reseed (episodes differ)."""
+    """Uniform joint targets in [low, high] (A,), one per step. The generator: seeded once from `seed` when given
+    (one stream over the episodes); with seed=None (the registry's `random`), drawn at each `reset()` from NumPy's
+    global generator, which the episode loop's callers seed from each episode's seed (seed_everything), so an
+    episode's actions depend on its seed alone, never on the episodes a process ran before it or its batch slot."""
 
-    def __init__(self, low: np.ndarray, high: np.ndarray, horizon: int = 1, seed: int = 0, fps: float = 10.0) -> None:
+    def __init__(
+        self, low: np.ndarray, high: np.ndarray, horizon: int = 1, seed: int | None = None, fps: float = 10.0
+    ) -> None:
         self.name = "random"
         self.low, self.high = np.asarray(low, np.float32), np.asarray(high, np.float32)  # (A,)
         self.rng = np.random.default_rng(seed)
+        self._reseed = seed is None
         self.input_spec = InputSpec({keys.TASK: Feature("str", required=False, description="instruction (ignored)")})
         self.action_spec = ActionSpec(horizon=horizon, dim=len(self.low), fps=fps)
 
     def reset(self) -> None:
-        pass
+        if self._reseed:
+            self.rng = np.random.default_rng(np.random.randint(0, 2**32))
 
     def infer(self, obs: dict[str, Any]) -> dict[str, np.ndarray]:
         shape = (self.action_spec.horizon, len(self.low))
