@@ -355,10 +355,10 @@ class VLA(Normalized):
                 weights.append(use_text)
         if bool(given.any()):  # every utterance given is encoded (the speech-text loss reads them all)
             waves, lengths = audio[0].to(device), audio[1].to(device)
-            speech, pooled_audio = bb.encode_audio(waves, lengths)  # (B, La, audio width), (B, audio width)
+            speech, pooled_audio, inside = bb.encode_audio(waves, lengths)  # (B, La, width), (B, width), (B, La)
             emb["audio"] = bb.audio_embedding(pooled_audio)
             tokens.append(self.audio_in(speech) + self.audio_kind)
-            pads.append(~audio_token_mask(lengths, speech.shape[1]) | ~use_audio[:, None])
+            pads.append(~inside | ~use_audio[:, None])
             pools.append(self.audio_pool(pooled_audio))
             weights.append(use_audio)
         w = torch.stack(weights).to(pools[0].dtype)[..., None]  # (n, B, 1): which pooled vectors each sample has
@@ -486,17 +486,6 @@ class VLA(Normalized):
 
             self._scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
         return self._scheduler
-
-
-def audio_token_mask(lengths: torch.Tensor, tokens: int) -> torch.Tensor:
-    """Which of the audio encoder's `tokens` tokens lie inside each utterance: lengths (B,) samples -> (B, tokens)
-    bool. The backbone's own rule (genba.worldmodel.backbone.Backbone.encode_audio): a token is valid when the
-    window of its first log-mel frame ends inside the utterance, and the first token always is."""
-    from genba.speech.features import HOP, N_FFT
-    from genba.worldmodel.backbone import AudioEncoder
-
-    starts = torch.arange(tokens, device=lengths.device)[None] * AudioEncoder.SUBSAMPLE * HOP  # (1, tokens) samples
-    return (starts + N_FFT // 2 <= lengths[:, None]) | (starts == 0)
 
 
 register_model(KIND, VLA, VLAConfig)

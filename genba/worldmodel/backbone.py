@@ -158,15 +158,16 @@ class AudioEncoder(nn.Module):
         self.blocks = nn.TransformerEncoder(layer, cfg.audio_depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(w)
 
-    def forward(self, mel: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """mel (B, F, n_mels) normalized log-mel, valid (B, F) bool -> (tokens (B, L, w), pooled (B, w))."""
+    def forward(self, mel: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """mel (B, F, n_mels) normalized log-mel, valid (B, F) bool -> (tokens (B, L, w), pooled (B, w), keep (B, L)
+        bool: the tokens inside the utterance)."""
         x = self.conv(mel.unsqueeze(1))  # (B, C, L, n_mels / 4)
         x = self.proj(x.permute(0, 2, 1, 3).flatten(2))  # (B, L, w)
         keep = valid[:, :: self.SUBSAMPLE][:, : x.shape[1]]  # (B, L): a token is valid where its first frame is
         x = x + self.pos[: x.shape[1]]
         x = self.norm(self.blocks(x, src_key_padding_mask=~keep))
         k = keep.unsqueeze(-1).to(x.dtype)
-        return x, (x * k).sum(1) / k.sum(1).clamp(min=1.0)
+        return x, (x * k).sum(1) / k.sum(1).clamp(min=1.0), keep
 
 
 def vision_transformer(cfg: BackboneConfig) -> nn.Module:
@@ -263,9 +264,12 @@ class Backbone(nn.Module):
         """instructions -> (tokens (B, Lt, text_width), pooled (B, text_width))."""
         return self.text(self.text.tokenize(texts, self.logit_scale.device))
 
-    def encode_audio(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_audio(
+        self, waves: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """waves (B, T) float 16 kHz, zero-padded after lengths (B,) samples -> (tokens (B, L, audio_width),
-        pooled (B, audio_width)). Each utterance's log-mel is normalized over its own valid frames, per band."""
+        pooled (B, audio_width), valid (B, L) bool: the tokens inside the utterance, at most audio_max_seconds).
+        Each utterance's log-mel is normalized over its own valid frames, per band."""
         from genba.speech.features import HOP, N_FFT, log_mel
 
         if not self.cfg.audio_width:

@@ -60,3 +60,15 @@ def test_co_training_learns_spoken_instructions(tmp_path, one_thread) -> None:
     assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:5]), losses
     r1 = retrieval_r1(model, corpus, {"en": texts})["en"]["all"]
     assert r1 > 2 / len(texts), r1  # chance is 1/6
+
+
+def test_the_tokens_marked_valid_stop_where_the_encoder_stops_reading() -> None:
+    torch.manual_seed(0)
+    model = Backbone(BackboneConfig(**TINY, audio_width=32, audio_heads=2, audio_max_seconds=1.0)).eval()
+    rate = 16000
+    waves = torch.randn(3, int(1.3 * rate)) * 0.1
+    lengths = torch.tensor([int(1.3 * rate), rate, rate // 2])  # past the 1 s limit, at it, inside it
+    tokens, _, valid = model.encode_audio(waves, lengths)
+    assert valid.shape == tokens.shape[:2] and valid.dtype == torch.bool
+    counts = valid.sum(1).tolist()
+    assert counts[0] == counts[1] > counts[2] >= 1  # what lies past the limit is never read, so never valid
