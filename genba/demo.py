@@ -60,7 +60,9 @@ class DemoConfig:
         metadata={"help": "episodes of the last policy's evaluation again inside the world model, on the first of "
                   "the same seeds (0 = none; needs after_success > 0)"},
     )  # fmt: skip
-    threads: int = field(default=0, metadata={"help": "torch CPU threads for the models (0 = torch's default)"})
+    threads: int = field(
+        default=0, metadata={"help": "torch CPU threads for the models and evaluations (0 = their defaults)"}
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.imagined_episodes, int) or self.imagined_episodes < 0:
@@ -91,7 +93,8 @@ class DemoConfig:
     def eval_config(self) -> EvalConfig:
         from genba.policies.evaluate import EvalConfig
 
-        return EvalConfig(task=self.task, policy="scripted", episodes=self.eval_episodes, lang=self.lang)
+        return EvalConfig(task=self.task, policy="scripted", episodes=self.eval_episodes, lang=self.lang,
+                          threads=self.threads)  # fmt: skip
 
     def worldmodel_configs(self) -> tuple[TrainWorldModelConfig, EvalWorldModelConfig]:
         from genba.worldmodel.evaluate import EvalWorldModelConfig
@@ -126,7 +129,7 @@ class DemoConfig:
             threads=self.threads,
         )
         evaluate = EvalConfig(task=self.task, policy=str(run), episodes=max(self.policy_episodes, 1), lang=self.lang,
-                              grounding=True, out=str(run / "eval.json"))  # fmt: skip
+                              grounding=True, out=str(run / "eval.json"), threads=self.threads)  # fmt: skip
         return train, evaluate
 
     def imagined_config(self) -> EvalConfig:
@@ -138,7 +141,7 @@ class DemoConfig:
         episodes = max(min(self.imagined_episodes, real), 1)
         return EvalConfig(task=self.task, policy=policy, episodes=episodes, lang=self.lang,
                           env="worldmodel", worldmodel=str(Path(self.out) / "worldmodel"),
-                          out=str(Path(self.out) / "imagined_eval.json"))  # fmt: skip
+                          out=str(Path(self.out) / "imagined_eval.json"), threads=self.threads)  # fmt: skip
 
 
 def run_demo(cfg: DemoConfig) -> dict:

@@ -98,6 +98,7 @@ def test_demo_trains_a_vla_from_the_world_model_and_evaluates_its_grounding(demo
     assert evaluated["episodes"] == 2 and evaluated["seeds"][0] == 1_000_000
     assert "grounding_gap" in evaluated and evaluated["shuffled"]["episodes"] == 2
     assert evaluated["latency_ms_p50"] > 0 and set(evaluated["by_language"]) <= {"en", "ja"}
+    assert evaluated["threads"] == 1  # the demo's threads= reaches its evaluations too
 
 
 def test_demo_ends_with_the_vla_again_inside_the_world_model(demo):
