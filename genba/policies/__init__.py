@@ -10,7 +10,7 @@ scripted.py   the scripted experts of the simulated tasks as policies
 simple.py     linear, hold and random policies
 vla.py        the VLA: flow-matching (or L1) action chunks on the shared language-vision backbone
 vla_policy.py a trained VLA run as a policy (input and action specs from its checkpoint)
-train_command.py  `genba train-policy` (presets/tiny.yaml, presets/small.yaml); bench.py: `genba bench policy`
+train_command.py  `genba train-policy` (presets/tiny.yaml, tiny-locate.yaml, small.yaml); bench.py: `genba bench policy`
 evaluate.py   `genba eval`: success with Wilson intervals, per language, latency, compare=, grounding=, rrd=
 eval_worker.py    the evaluation's worker processes (one episode per job, seeded by its seed)
 stats.py      Wilson, Newcombe's paired interval, exact McNemar

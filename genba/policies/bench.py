@@ -57,7 +57,12 @@ def run_bench_policy(cfg: BenchPolicyConfig) -> dict:
     preset = load_preset(cfg.preset, PRESET_DIR)
     fields = dict(preset["model"])
     size = fields["backbone"]["image_size"]
-    model_cfg = VLAConfig(**{**fields, "backbone": BackboneConfig(**fields["backbone"]), "image_size": size})
+    from genba.sim.scene import ENV_STATE_DIM
+
+    locate = bool(fields.get("w_locate"))  # the environment state's size comes from the data: genba's, here
+    fields.update(backbone=BackboneConfig(**fields["backbone"]), image_size=size,
+                  **({"env_state_dim": ENV_STATE_DIM} if locate or fields.get("w_env_state") else {}))  # fmt: skip
+    model_cfg = VLAConfig(**fields)
     torch.manual_seed(0)
     model = VLA(model_cfg).to(device)
     b = cfg.batch_size or preset["train"]["batch_size"]
@@ -66,6 +71,11 @@ def run_bench_policy(cfg: BenchPolicyConfig) -> dict:
     batch[model_cfg.state_key] = torch.randn(b, 1, model_cfg.state_dim, device=device)
     batch[model_cfg.action_key] = torch.randn(b, model_cfg.horizon, model_cfg.action_dim, device=device)
     batch[keys.TASK] = (["put the red cube in the blue bin", "赤いキューブを青い箱に入れて"] * b)[:b]
+    if model_cfg.env_state_dim:
+        batch[model_cfg.env_state_key] = torch.randn(b, 1, model_cfg.env_state_dim, device=device)
+    if locate:  # the relabelled queries of genba.policies.relabel, one per sample
+        batch[keys.LOCATE_TASK] = (["put the green ball in the blue bin", "緑のボールを青い箱に入れて"] * b)[:b]
+        batch[keys.LOCATE_SLOT] = torch.arange(b, device=device) % 2 * 2  # slots 0 and 2
     cuda = device.type == "cuda"
     model.train()
     step_s = median_seconds(training_step(model, batch, cuda), cuda, cfg.warmup, cfg.repeats)

@@ -41,7 +41,7 @@ from genba import keys
 from genba.errors import GenbaError
 from genba.io import write_json
 
-PRESETS = ("tiny", "small")
+PRESETS = ("tiny", "tiny-locate", "small")
 PRESET_DIR = Path(__file__).parent / "presets"
 SUMMARY = "train_summary.json"
 VAL_BATCHES = 8

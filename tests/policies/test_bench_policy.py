@@ -7,8 +7,9 @@ from genba.errors import GenbaError
 from genba.policies.bench import BenchPolicyConfig, run_bench_policy
 
 
-def test_it_times_a_training_step_and_a_chunk_of_the_tiny_preset():
-    out = run_bench_policy(BenchPolicyConfig(preset="tiny", batch_size=2, warmup=0, repeats=1, chunks=3, threads=1))
+@pytest.mark.parametrize("preset", ["tiny", "tiny-locate"])
+def test_it_times_a_training_step_and_a_chunk_of_a_tiny_preset(preset):
+    out = run_bench_policy(BenchPolicyConfig(preset=preset, batch_size=2, warmup=0, repeats=1, chunks=3, threads=1))
     assert out["head"] == "flow" and out["flow_steps"] == 10 and out["batch_size"] == 2
     assert out["step_ms"] > 0 and out["chunk_ms"] > 0 and out["chunk_ms_p99"] >= out["chunk_ms"]
     assert out["samples_per_s"] == pytest.approx(2 / (out["step_ms"] / 1e3), rel=0.01)

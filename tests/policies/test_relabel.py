@@ -10,7 +10,7 @@ from genba import keys
 from genba.datasets.commit import read_all_episode_meta
 from genba.errors import GenbaError
 from genba.policies.relabel import scene_queries, with_queries
-from genba.policies.train_command import PRESET_DIR, TrainPolicyConfig, run_train_policy
+from genba.policies.train_command import TrainPolicyConfig, run_train_policy
 from genba.policies.vla_policy import VLAPolicy
 from genba.sim.scene import phrase
 
@@ -56,14 +56,12 @@ def test_a_dataset_genba_did_not_write_is_one_line(tiny_vla_run, tmp_path):
     assert "\n" not in str(e.value)
 
 
-def test_train_policy_with_the_localization_loss_saves_a_policy_that_acts(tiny_vla_run, tmp_path):
-    own = tmp_path / "locate.yaml"
-    own.write_text((PRESET_DIR / "tiny.yaml").read_text().replace(
-        "w_contrastive: 0.1", "w_contrastive: 0.1\n  keypoints: 4\n  text_ngrams: 256\n  w_locate: 1.0"))  # fmt: skip
-    cfg = TrainPolicyConfig(data=str(tiny_vla_run["data"]), out=str(tmp_path / "run"), preset=str(own), steps=2,
+def test_the_tiny_locate_preset_trains_a_policy_that_acts(tiny_vla_run, tmp_path):
+    cfg = TrainPolicyConfig(data=str(tiny_vla_run["data"]), out=str(tmp_path / "run"), preset="tiny-locate", steps=2,
                             batch_size=4, progress=False)  # fmt: skip
     summary = run_train_policy(cfg)
     assert np.isfinite(summary["final_loss"]) and summary["model"]["w_locate"] == 1.0
+    assert summary["model"]["locate_token"] and summary["model"]["text_ngrams"] > 0
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert '"locate"' in lines[0]  # the training batches carried the queries
     policy = VLAPolicy(str(tmp_path / "run"))
