@@ -270,6 +270,8 @@ def build(cfg: TrainPolicyConfig) -> dict:
     if train_fields.get("min_lr", 0) > train_fields["lr"]:
         train_fields["min_lr"] = train_fields["lr"]
     train_fields["warmup"] = min(train_fields.get("warmup", 0), train_fields.get("steps", 1))
+    # best/ is the lowest validation action loss: the contrastive term on unseen scenes rises as the actions improve
+    train_fields.setdefault("select", "action")
     val = None
     if split["val"]:
         val = fixed_batches(dataset(split["val"]), batch_size, VAL_BATCHES)

@@ -69,6 +69,7 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 1  # metrics.jsonl / progress cadence, in steps
     eval_every: int = 0  # 0 = no evaluation
+    select: str = "loss"  # the validation metric (lower is better) whose lowest value best/ keeps
     save_every: int = 0  # checkpoint cadence; 0 = only at the end (always at the end)
     stop_at: int = 0  # stop (with a checkpoint) after this step, schedule unchanged; 0 = run to `steps`
     resume: bool = False  # continue from <out>/last (start fresh when there is none)
@@ -277,7 +278,10 @@ def train(
                 result = _evaluate(model, val, evaluate, device, autocast) if main else {}
                 if main:
                     _log(out, {"step": step, "val": result}, logger, tb)
-                loss_val = dist.broadcast(result.get("loss", math.inf))
+                missing = main and cfg.select not in result  # every rank must stop, so -inf says it to them all
+                loss_val = dist.broadcast(-math.inf if missing else result.get(cfg.select, math.inf))
+                if loss_val == -math.inf:
+                    raise GenbaError(f"select={cfg.select!r} is not one of the validation metrics")
                 if loss_val < best:
                     best = loss_val
                     save(out / BEST, trainer=False)

@@ -200,3 +200,22 @@ def test_unseeded_shuffling_loader_is_refused(tmp_path):
 def test_config_is_validated(tmp_path, kw, match):
     with pytest.raises(GenbaError, match=match):
         cfg(tmp_path, **kw)
+
+
+def test_best_keeps_the_lowest_value_of_the_selected_validation_metric(tmp_path):
+    seen: list[float] = []  # the sum of the first parameter tensor at each evaluation
+
+    def evaluate(model) -> dict[str, float]:  # the total rises while the part that matters falls
+        seen.append(float(next(model.parameters()).detach().sum()))
+        return {"loss": float(len(seen)), "action": 1.0 / len(seen)}
+
+    for select, kept in (("loss", 0), ("action", -1)):  # the first evaluation's weights, the last one's
+        seen.clear()
+        c = cfg(tmp_path, name=select, steps=6, eval_every=2, select=select)
+        summary = train(c, tiny_mlp.model(), tiny_mlp.epochs(), evaluate=evaluate)
+        assert len(seen) == 3 and summary["best_val_loss"] == (1.0 if select == "loss" else 1.0 / 3)
+        best = float(next(load_model(Path(c.out) / "best")[0].parameters()).sum())
+        assert best == pytest.approx(seen[kept], rel=1e-5) and best != pytest.approx(seen[-1 - kept], rel=1e-5)
+    with pytest.raises(GenbaError, match="select='accuracy' is not one of the validation metrics"):
+        train(cfg(tmp_path, name="bad", steps=2, eval_every=2, select="accuracy"), tiny_mlp.model(), tiny_mlp.epochs(),
+              evaluate=evaluate)  # fmt: skip
