@@ -6,7 +6,7 @@ one object of its scene, drawn at random (the named one included), in the episod
 (genba.sim.scene.rename_instruction), and that object's environment-state slot; the VLA's instruction-conditioned
 keypoints must then locate it. Measured on first frames of reach scenes (benchmarks/README.md, "The VLA (issue 11)"):
 a keypoint localizer trained on 200 scenes memorizes them (a median 8 cm off on new scenes, the spread of the object
-positions) when asked only for the named object, and generalizes (1.3 cm) when asked for every object.
+positions) when asked only for the named object, and generalizes (1.2 cm) when asked for every object.
 
     queries = scene_queries(dataset_root)          # per episode [(slot, instruction), ...]; None: not genba's data
     data = MappedBatches(batches, lambda b, rng: with_queries(b, queries, rng), seed)
