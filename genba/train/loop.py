@@ -278,7 +278,9 @@ def train(
                 result = _evaluate(model, val, evaluate, device, autocast) if main else {}
                 if main:
                     _log(out, {"step": step, "val": result}, logger, tb)
-                missing = main and cfg.select not in result  # every rank must stop, so -inf says it to them all
+                # a metric the evaluation does not report stops every rank (-inf says it to them all); an
+                # evaluation of no batches reports nothing and keeps no best/, as before
+                missing = main and bool(result) and cfg.select not in result
                 loss_val = dist.broadcast(-math.inf if missing else result.get(cfg.select, math.inf))
                 if loss_val == -math.inf:
                     raise GenbaError(f"select={cfg.select!r} is not one of the validation metrics")

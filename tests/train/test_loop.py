@@ -216,6 +216,9 @@ def test_best_keeps_the_lowest_value_of_the_selected_validation_metric(tmp_path)
         assert len(seen) == 3 and summary["best_val_loss"] == (1.0 if select == "loss" else 1.0 / 3)
         best = float(next(load_model(Path(c.out) / "best")[0].parameters()).sum())
         assert best == pytest.approx(seen[kept], rel=1e-5) and best != pytest.approx(seen[-1 - kept], rel=1e-5)
+    empty = train(cfg(tmp_path, name="empty", steps=2, eval_every=2, select="action"), tiny_mlp.model(),
+                  tiny_mlp.epochs(), val=[])  # fmt: skip
+    assert empty["best_val_loss"] is None and not (tmp_path / "empty" / "best").exists()  # nothing evaluated: no best
     with pytest.raises(GenbaError, match="select='accuracy' is not one of the validation metrics"):
         train(cfg(tmp_path, name="bad", steps=2, eval_every=2, select="accuracy"), tiny_mlp.model(), tiny_mlp.epochs(),
               evaluate=evaluate)  # fmt: skip
