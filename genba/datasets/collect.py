@@ -39,6 +39,13 @@ successful attempts, a training set of expert demonstrations, and collects until
 up after 10 x episodes + 10 attempts); `expert_success_rate` counts every attempt. keep_failed=true keeps every
 attempt (useful with noise>0 for recovery data); episode i then has seed `seed + i`.
 
+Noise and labels: noise=sigma adds N(0, sigma^2) rad to the expert's five arm joint targets at every step
+(genba.sim.experts), and by default `action` records what the arm executed, noise included.
+clean_labels=true (DART-style data) executes the same noisy actions but records the expert's clean action as
+`action`: the states drift off the expert's path and the labels steer back (the expert plans from its commanded tip,
+not the noisy joints). Only `action` differs from the same command without it: the observations and outcomes are
+the same. Needs noise > 0 and the expert; part of the identity; each episode's record says `clean_labels: true`.
+
 Who acts and success labels: `policy=` other than the expert (`hold`, `random`, `scripted:noise=0.3`, the registry's
 built-in weak policies, a VLA run folder, or a list of them taken in turn per attempt) with keep_failed=true gives
 the failures and near-misses a world model's success head needs, or a policy's own episodes to learn from;
@@ -48,7 +55,8 @@ identity.
 
 Resuming: running the same command again continues where a previous (killed, interrupted or finished) run stopped,
 with the same seeds and no duplicates; a larger `episodes=` extends the dataset. The same `out` with other content
-options (task, image_size, cameras, depth, lang, seed, noise, keep_failed) is an error, never an overwrite.
+options (task, image_size, cameras, depth, lang, seed, noise, clean_labels, keep_failed) is an error, never an
+overwrite.
 
 Workers: `workers=N` simulates episodes in N spawned processes; the main process is the one writer and commits
 episodes in attempt order, so the dataset is the same for any N. That one writer caps a machine at about 107
@@ -92,7 +100,7 @@ IDENTITY_FIELDS = ("task", "image_size", "cameras", "depth", "lang", "seed", "no
 # they existed still resume.
 LATER_IDENTITY_FIELDS = {"multisampling": True, "vcodec": "av1", "audio": False, "voices": [], "audio_noise": "none",
                          "audio_snr": 20.0, "backend": "mujoco", "worldmodel": "", "policy": "scripted",
-                         "after_success": 0}  # fmt: skip
+                         "after_success": 0, "clean_labels": False}  # fmt: skip
 VCODECS = {"av1": "libsvtav1", "h264": "h264", "hevc": "hevc"}  # genba's name -> lerobot's (FFmpeg's) encoder
 AV1_PRESETS = tuple(str(p) for p in range(14))  # SVT-AV1: 0 slowest .. 13 fastest (lerobot's default 12)
 X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
@@ -115,6 +123,10 @@ class CollectConfig:
     lang: str = field(default="en", metadata={"help": "instruction language: en, ja or mixed"})
     depth: bool = field(default=False, metadata={"help": "also record depth per camera (lerobot depth video)"})
     noise: float = field(default=0.0, metadata={"help": "expert action noise (recovery data); 0 = clean demos"})
+    clean_labels: bool = field(
+        default=False, metadata={"help": "with noise>0: execute the noisy actions but record the expert's clean ones "
+                                 "as the action labels (DART-style recovery data); false = record what was executed"},
+    )  # fmt: skip
     keep_failed: bool = field(default=False, metadata={"help": "keep failed expert attempts in the dataset"})
     workers: int = field(
         default=1,
@@ -235,6 +247,9 @@ class CollectConfig:
         if self.noise and self.policy != "scripted":
             raise ValueError(f"noise={self.noise} is the expert's; with policy={self.policy} give it as "
                              "policy=scripted:noise=<rad>")  # fmt: skip
+        if self.clean_labels and (not self.noise or self.policy != "scripted"):
+            raise ValueError("clean_labels=true needs the expert with noise > 0 (policy=scripted noise=<rad>): "
+                             "without noise the executed action is already the expert's")  # fmt: skip
         if not isinstance(self.after_success, int) or not 0 <= self.after_success <= 1000:
             raise ValueError(f"after_success={self.after_success!r} must be an integer in [0, 1000]")
         if self.after_success and self.worldmodel:
@@ -417,7 +432,7 @@ def _simulate(cfg: CollectConfig, first: int, stop: Any, workers: int | None = N
     """
     job = {"task": cfg.task, "env": cfg.env_overrides(), "noise": float(cfg.noise), "base_seed": cfg.seed,
            "samples": None if cfg.multisampling else 0, "audio": cfg.audio_job(),
-           "worldmodel": cfg.worldmodel, "policies": cfg.policies()}  # fmt: skip
+           "worldmodel": cfg.worldmodel, "policies": cfg.policies(), "clean_labels": cfg.clean_labels}  # fmt: skip
     workers = workers or cfg.workers
     if workers == 1:
         attempt = first

@@ -5,7 +5,9 @@ for the writer. A top-level function of plain-dict input, so that spawned worker
 Policies: attempt j acts with `policies[j mod n]`: `scripted` (the task's expert, with the job's `noise`), or a
 built-in weak policy from the registry (`hold`, `random`, `scripted:noise=0.3`; weak policies give a world model's
 success head its failures), or a VLA run folder (loaded once per process); their random draws come from NumPy's and
-torch's generators, seeded with the attempt's seed. With the env option `after_success`, the frames carry
+torch's generators, seeded with the attempt's seed. With `clean_labels` (the expert with noise > 0), the arm executes
+the noisy actions and the `action` column holds the expert's clean ones (its `clean_actions`, DART-style labels for
+the states the noise leads to). With the env option `after_success`, the frames carry
 `next.success` (T, 1) bool: the task's predicate after each action, from the env's `success_trace`.
 """
 
@@ -66,6 +68,10 @@ def simulate_episode(job: dict) -> dict:
         expert = _policy(policy, job["task"], seed, fps)
     with offscreen_samples(samples):  # the env makes its renderer at its first reset, inside the rollout
         episode = rollout(env, expert, seed, record=True)
+    if job.get("clean_labels"):  # the states the noisy actions led to, labelled with what the expert meant
+        clean = expert.expert.clean_actions
+        assert len(clean) == episode.steps, (len(clean), episode.steps)  # one act() per sent action (horizon 1)
+        episode.frames[keys.ACTION] = np.stack(clean)
     if job["env"].get("after_success"):  # (T, 1) bool: the predicate after each action, also after the success
         episode.frames[keys.NEXT_SUCCESS] = np.asarray(env.unwrapped.success_trace, bool)[: episode.steps, None]
     spec = env.unwrapped.episode_spec()
@@ -86,6 +92,7 @@ def simulate_episode(job: dict) -> dict:
         "length": episode.steps,
         "truncation_reason": episode.truncation_reason,
         "noise": job["noise"],
+        **({"clean_labels": True} if job.get("clean_labels") else {}),
         **({"policy": policy} if policies != ["scripted"] else {}),
         "physics": spec["physics"],
         "spec": spec,

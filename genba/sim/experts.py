@@ -19,7 +19,9 @@ time at any rate. The gripper command moves at a bounded rate too (GRIP_TIME fro
 10 fps, 9 at 30 fps), as a real arm's gripper does, and a phase that opens or closes it ends only once the command
 is there: no frame-to-frame jump of the whole gripper range (which dataset checkers read as an encoder fault).
 noise=sigma adds N(0, sigma^2) radians to the five arm joint targets at every step (recovery
-data): the plan follows the commanded tip, not the noisy joints, so the expert corrects itself.
+data): the plan follows the commanded tip, not the noisy joints, so the expert corrects itself. `clean_actions` lists
+the episode's actions before the noise (the expert's own, clipped like the sent ones): DART-style labels for the
+states the noisy actions lead to (`genba collect clean_labels=true`).
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ class ScriptedExpert:
     def reset(self) -> None:
         self._phase = 0
         self._held = 0
+        self.clean_actions: list[np.ndarray] = []  # (6,) float32 per act() since reset: the actions without noise
         self.cmd: np.ndarray | None = None  # commanded (x, y, z, yaw)
         self._q: np.ndarray | None = None
         self._grip = OPEN
@@ -114,6 +117,7 @@ class ScriptedExpert:
                 self._phase += 1
                 self._held = 0
         action = np.concatenate([self._q, [self._grip]])
+        self.clean_actions.append(np.clip(action, JOINT_LIMITS[:, 0], JOINT_LIMITS[:, 1]).astype(np.float32))
         if self.noise > 0:
             action[:5] += self.rng.normal(0.0, self.noise, 5)
         return np.clip(action, JOINT_LIMITS[:, 0], JOINT_LIMITS[:, 1]).astype(np.float32)

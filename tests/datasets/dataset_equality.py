@@ -1,4 +1,4 @@
-"""Equality of two collected datasets, episode for episode: shared by the sharded-collection tests."""
+"""Equality of two collected datasets, episode for episode, and their columns: shared by the collection tests."""
 
 from __future__ import annotations
 
@@ -15,6 +15,12 @@ def load(root: Path):
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     return LeRobotDataset(repo_id_for(root), root=root)
+
+
+def columns(root: Path) -> dict[str, np.ndarray]:
+    """Every non-video column of a dataset, stacked over all its frames."""
+    hf = load(root).hf_dataset.with_format("numpy")
+    return {k: np.stack(hf[k]) for k in hf.column_names}
 
 
 def assert_same_dataset(a: Path, b: Path, camera: str = keys.FRONT) -> None:
