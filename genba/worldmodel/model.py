@@ -155,9 +155,10 @@ def rope_tables(frames: torch.Tensor, n: int, head_dim: int, dtype: torch.dtype)
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotary embedding: x (B, H, L, D), cos/sin (L, D/2) -> (B, H, L, D)."""
+    """Rotary embedding: x (B, H, L, D), cos/sin (L, D/2) fp32 -> (B, H, L, D) in x's dtype (bf16 under autocast:
+    q and k must keep v's dtype for the attention kernels)."""
     x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype)
 
 
 class WorldModel(Normalized):

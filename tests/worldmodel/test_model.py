@@ -257,3 +257,11 @@ def test_byte_ngrams_share_a_words_grams_wherever_the_template_puts_it():
     assert bag.ids("red") == [3983]  # crc32, the same in every process (Python's hash() of bytes is salted)
     out = bag(["reach for the red cube", "", "赤いボール"])
     assert out.shape == (3, 8) and torch.isfinite(out).all()
+
+
+def test_loss_runs_under_bf16_autocast():
+    """How a GPU trains: q and k keep v's dtype through the rotary embedding (its tables are fp32)."""
+    model = trained_a_little(small_config())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = model.loss(batch())
+    assert torch.isfinite(loss)
