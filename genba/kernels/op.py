@@ -4,11 +4,17 @@ Custom ops with fake implementations are opaque to torch.compile: it traces mode
 symbolic shapes, instead of trying (and failing) to trace into Triton's launcher. Autograd is registered on the
 forward op and calls the backward op, so compiled backward graphs keep the kernel too. Only torch is imported here;
 the kernel module (and triton) is imported when the op first runs on real tensors.
+
+Both ops carry FLOP formulas for torch's FlopCounterMode (what MFU figures count): the useful FLOPs of the unmasked
+(query, key) pairs only, 4 * pairs * D per head forward and 2.5x that backward (reference.attention_flops).
 """
 
 from __future__ import annotations
 
 import torch
+from torch.utils.flop_counter import register_flop_formula
+
+from genba.kernels.reference import attention_flops, useful_pairs
 
 # frame_window travels as an int: 0 = no window (every past frame), as the schema has no Optional[int] sugar here
 
@@ -74,3 +80,20 @@ def _backward(ctx, grad_out, _grad_lse):
 
 
 st_attention_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _flops(q_shape: torch.Size, tokens_per_frame: int, frame_window: int, causal: bool) -> tuple[int, int]:
+    batch, heads, length, head_dim = q_shape
+    pairs = useful_pairs(length // tokens_per_frame, tokens_per_frame, frame_window or None, causal)
+    return attention_flops(pairs, batch, heads, head_dim)
+
+
+@register_flop_formula(torch.ops.genba.st_attention)
+def _forward_flops(q_shape, k_shape, v_shape, tokens_per_frame, frame_window, causal, scale, out_shape=None) -> int:
+    return _flops(q_shape, tokens_per_frame, frame_window, causal)[0]
+
+
+@register_flop_formula(torch.ops.genba.st_attention_backward)
+def _backward_flops(grad_shape, q_shape, *rest, out_shape=None) -> int:
+    _k, _v, _out, _lse, tokens_per_frame, frame_window, causal, _scale = rest
+    return _flops(q_shape, tokens_per_frame, frame_window, causal)[1]

@@ -8,8 +8,11 @@ genba's arm): the cost of a step does not depend on the pixel values. Reported (
 steps, after `warmup`): step_ms (loss + backward + AdamW, bf16 autocast on CUDA as in training), samples_per_s
 (clips), tokens_per_s (dynamics tokens: clip_frames x tokens_per_frame per clip), and on CUDA the model FLOPs
 utilization: FLOPs of one step counted by torch's FlopCounterMode over the step time, against `peak_tflops`
-(default: 989, the dense bf16 peak of an H100/H200 SXM). Rollout: frames predicted per second by `rollout`
-(context_frames real frames, then `horizon` frames autoregressively with the KV cache), batch `rollout_batch`.
+(default: 989, the dense bf16 peak of an H100/H200 SXM). The count always goes through the Triton op, whose
+formula counts attention's unmasked pairs only, so every backend is divided into the same model FLOPs (dense sdpa
+with a mask and FlexAttention would otherwise be credited with masked or no attention FLOPs). Rollout: frames
+predicted per second by `rollout` (context_frames real frames, then `horizon` frames autoregressively with the KV
+cache), batch `rollout_batch`.
 """
 
 from __future__ import annotations
@@ -155,9 +158,11 @@ def run_bench_worldmodel(cfg: BenchWorldModelConfig) -> dict:
     model.train()
     step_s = median_seconds(step, cuda, cfg.warmup, cfg.repeats)
     flops = None
-    if cuda:
+    if cuda:  # the model's FLOPs, the same whatever the backend: counted through our op (useful pairs only)
+        model.config.backend = "triton"
         with FlopCounterMode(display=False) as counter:
             step()
+        model.config.backend = cfg.backend
         flops = counter.get_total_flops()
 
     model.eval()

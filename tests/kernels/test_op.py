@@ -69,3 +69,18 @@ def test_reference_is_what_the_op_computes():
     mask = frame_mask(14, n, w, causal)
     want = torch.logsumexp(scores.masked_fill(~mask, float("-inf")), -1) / torch.log(torch.tensor(2.0))
     torch.testing.assert_close(lse, want, atol=2e-5, rtol=0)
+
+
+def test_flop_counter_counts_the_useful_pairs_forward_and_backward():
+    """FlopCounterMode (what MFU figures use) sees the op: 4 * pairs * D per head forward, 2.5x that backward."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    b, h, frames, n, d, window = 2, 3, 5, 8, 32, 2
+    q, k, v = (torch.randn(b, h, frames * n, d, requires_grad=True) for _ in range(3))
+    pairs = (frames + (frames - 1)) * n * n  # causal, window 2: each frame sees itself and the one before
+    with FlopCounterMode(display=False) as counter:
+        out = st_attention(q, k, v, tokens_per_frame=n, frame_window=window, backend="triton")
+        forward = counter.get_total_flops()
+        out.sum().backward()
+    assert forward == 4 * pairs * b * h * d
+    assert counter.get_total_flops() == forward * 7 // 2
