@@ -94,8 +94,13 @@ def run_bench_attention(cfg: BenchAttentionConfig) -> dict:
         for f in (cfg.frames or grid["frames"])
         for w in cfg.windows
     ]
-    # compiled flex recompiles per shape; dynamo's default limit (8) would silently drop it to eager mid-grid
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 4 * len(configs) + 8)
+    # Compiled flex recompiles per shape and grad mode. At dynamo's limit (8 by default, per process, so a grid run
+    # shape by shape reaches it too) it would silently run eager, 10-100x slower (seen on an H200, 2026-11-30): raise
+    # the limit for the process and make reaching it an error instead.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 1024)
+    torch._dynamo.config.fail_on_recompile_limit_hit = True
+    # the backward is timed alone on one retained graph, which compiled flex's donated buffers would refuse
+    torch._functorch.config.donated_buffer = False
     rows = []
     for d, n, f, w in tqdm(configs, desc="bench attention", file=sys.stderr):
         for backend in backends:
