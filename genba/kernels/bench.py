@@ -207,24 +207,29 @@ def _error(fn, q, k, v, n: int, w: int | None, causal: bool) -> float:
 
 
 def _time(fn, cfg: BenchAttentionConfig, device: str) -> float:
-    """Median milliseconds per call; CUDA events on the GPU, wall clock on the CPU."""
+    """Median milliseconds per call. On CUDA the timed calls are queued back to back, each between its own pair of
+    events, and synchronized once: as in training, the host's per-call work (dispatch, the autotuner's lookup)
+    overlaps the previous call on the device instead of being timed as idle device time. (Until 2026-11-30 each call
+    was synchronized alone, which added about 0.15 ms per call to the triton rows; the H200 table in
+    benchmarks/README.md was taken that way.) Wall clock per call on the CPU."""
     import torch
 
     for _ in range(cfg.warmup):
         fn()
-    times = []
-    for _ in range(cfg.reps):
-        if device == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    if device == "cuda":
+        torch.cuda.synchronize()
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(cfg.reps)]
+        for start, end in events:
             start.record()
             fn()
             end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
+        torch.cuda.synchronize()
+        return round(statistics.median(start.elapsed_time(end) for start, end in events), 4)
+    times = []
+    for _ in range(cfg.reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
     return round(statistics.median(times), 4)
 
 
