@@ -1,10 +1,12 @@
 """Does a world model's success head judge real frames as it judges imagined ones?
-`python benchmarks/wm_head_probe.py <run> [episodes]` (issue 12, the ranking's diagnosis).
+`python benchmarks/wm_head_probe.py <run> [episodes] [policy ...]` (issue 12, the ranking's diagnosis).
 
-For each policy (the scripted expert clean and at noise 0.3, `hold`, `random`) and seeds 1,000,000 onwards (seeded as
+For each policy (default: the scripted expert clean and at noise 0.3, `hold`, `random`; or those named, e.g. a VLA
+run folder) and seeds 1,000,000 onwards (seeded as
 `genba eval` seeds an episode): the MuJoCo episode, its real frames fed teacher-forced to the head (windows of the
 model's clip_frames ending at each frame; the head "fires" when a frame's probability passes 0.5), and the same seed
-run in the world-model env (fires = the env ends it as a success). Prints one line per policy.
+run in the world-model env (fires = the env ends it as a success). Prints one line per policy: where the head fires
+on the real frames of real successes and of real failures, and how often the imagined outcome is MuJoCo's.
 """
 
 from __future__ import annotations
@@ -42,25 +44,29 @@ def teacher_forced(model, cfg, episode) -> list[float]:
     return probs
 
 
-def main(run: str, episodes: int = 10) -> None:
+def main(run: str, episodes: int = 10, policies: tuple[str, ...] = POLICIES) -> None:
     torch.set_num_threads(1)
     model, cfg, _ = load_worldmodel(run)
     sim, dream = make("reach", cameras=list(cfg.cameras), image_size=cfg.image_size), make_env("reach", run=run)
-    for name in POLICIES:
-        real, imagined, peaks = 0, 0, []
+    for name in policies:
+        peaks, outcomes = [], []  # outcomes: (real, imagined) per seed
         for seed in range(1_000_000, 1_000_000 + episodes):
             seed_everything(seed)
             episode = rollout(sim, policy_factory(name, task="reach")(), seed, record=True)
             peaks.append(max(teacher_forced(model, cfg, episode)))
-            real += episode.success
             seed_everything(seed)
-            imagined += rollout(dream, policy_factory(name, task="reach")(), seed).success
-        fired = sum(p > 0.5 for p in peaks)
-        print(f"{name:20s} MuJoCo successes {real}/{episodes}; head fires on the real frames in {fired}/{episodes} "
-              f"(median peak {np.median(peaks):.2f}); imagined successes {imagined}/{episodes}")  # fmt: skip
+            outcomes.append((episode.success, rollout(dream, policy_factory(name, task="reach")(), seed).success))
+        real, imagined = sum(o[0] for o in outcomes), sum(o[1] for o in outcomes)
+        fired = [p > 0.5 for p in peaks]
+        on_won = sum(f for f, o in zip(fired, outcomes, strict=True) if o[0])
+        on_lost = sum(f for f, o in zip(fired, outcomes, strict=True) if not o[0])
+        agree = sum(o[0] == o[1] for o in outcomes)
+        print(f"{name:20s} MuJoCo successes {real}/{episodes}; head fires on real frames in {sum(fired)}/{episodes} "
+              f"(median peak {np.median(peaks):.2f}; on {on_won}/{real} real successes, {on_lost}/{episodes - real} "
+              f"real failures); imagined successes {imagined}/{episodes}; agreement {agree}/{episodes}")  # fmt: skip
     sim.close()
     dream.close()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], *(int(a) for a in sys.argv[2:3]))
+    main(sys.argv[1], *(int(a) for a in sys.argv[2:3]), *([tuple(sys.argv[3:])] if sys.argv[3:] else []))
