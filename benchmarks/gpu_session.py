@@ -9,7 +9,8 @@ what it has after every stage to OUT/gpu_session.json (a killed run still return
                 buffers, medians of events: the measured ceilings the kernel's figures are read against;
   3. tests      `pytest -m gpu` on tests/kernels/test_gpu.py and tests/worldmodel/test_model_gpu.py;
   4. target     `genba bench attention` at the issue's target shape (bf16, D=128, F=16, N=256, window none and 4);
-  5. worldmodel `genba bench worldmodel preset=small device=cuda` with backend triton, sdpa and flex;
+  5. worldmodel `genba bench worldmodel preset=small device=cuda` with backend triton (eager, then its loss through
+                torch.compile's inductor), sdpa and flex;
   6. sweep      every block/warp/stage configuration of each kernel at the target shape, launched directly (not
                 through the autotuner), each checked against the autotuned kernel's outputs, with poisoned outputs;
   7. grid       the rest of the issue's grid, shape by shape, until the deadline.
@@ -41,6 +42,7 @@ def main() -> int:
     parser.add_argument("--deadline", type=float, default=480.0, help="seconds after start to stop starting work")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on CPU under TRITON_INTERPRET=1")
     parser.add_argument("--only", default="", help="comma-separated stages to run (default: all)")
+    parser.add_argument("--grid-dims", default="128,64", help="head dims of the grid stage, in this order")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -53,7 +55,7 @@ def main() -> int:
         ("target", lambda: None if smoke else target()),
         ("worldmodel", lambda: None if smoke else worldmodel(out, args.deadline)),
         ("sweep", lambda: sweep(smoke, args.deadline)),
-        ("grid", lambda: grid(smoke, args.deadline)),
+        ("grid", lambda: grid(smoke, args.deadline, [int(d) for d in args.grid_dims.split(",")])),
     ]
     only = set(filter(None, args.only.split(",")))
     for name, fn in stages:
@@ -236,29 +238,33 @@ def worldmodel(out: Path, deadline: float) -> dict:
     from genba.worldmodel.bench import BenchWorldModelConfig, run_bench_worldmodel
 
     res = {}
-    for backend in ("triton", "sdpa", "flex"):
+    for backend, compile_backend in (("triton", ""), ("triton", "inductor"), ("sdpa", ""), ("flex", "")):
+        name = f"{backend}+{compile_backend}" if compile_backend else backend
         if time.time() - START > deadline:
-            res[backend] = {"skipped": "deadline"}
+            res[name] = {"skipped": "deadline"}
             continue
-        res[backend] = run_bench_worldmodel(
-            BenchWorldModelConfig(preset="small", device="cuda", backend=backend, warmup=3, repeats=10)
+        cfg = BenchWorldModelConfig(
+            preset="small", device="cuda", backend=backend, compile=compile_backend, warmup=3, repeats=10
         )
-        (out / f"wm_{backend}.json").write_text(json.dumps(res[backend], indent=1))
+        try:
+            res[name] = run_bench_worldmodel(cfg)
+        except Exception as exc:  # one backend's failure (a compile error, say) leaves the others to run
+            res[name] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
         torch.cuda.empty_cache()
+    (out / "wm.json").write_text(json.dumps(res, indent=1))
     return res
 
 
-def grid(smoke: bool, deadline: float) -> dict:
-    """The issue's grid without the target shape, D=128 first, shape by shape until the deadline."""
+def grid(smoke: bool, deadline: float, dims: list[int]) -> dict:
+    """The issue's grid without the target shape, `dims` in order, shape by shape until the deadline."""
     from genba.kernels.bench import GPU_GRID
 
     if smoke:
         shapes = [(32, 16, 2, 0), (32, 16, 2, 2)]
         kw = dict(backends=["reference", "sdpa"], warmup=0, reps=1, device="cpu")
     else:
-        shapes = [(d, n, f, w) for d in (128, 64) for n in (256, 64) for f in GPU_GRID["frames"] for w in (0, 4)]
-        shapes.remove((128, 256, 16, 0))
-        shapes.remove((128, 256, 16, 4))
+        shapes = [(d, n, f, w) for d in dims for n in (256, 64) for f in GPU_GRID["frames"] for w in (0, 4)]
+        shapes = [s for s in shapes if s[:3] != (128, 256, 16)]  # the target stage's
         kw = {}
     rows, left_out = [], []
     for d, n, f, w in shapes:

@@ -2,6 +2,7 @@
 
     genba bench worldmodel preset=tiny device=cpu threads=2
     genba bench worldmodel preset=small device=cuda backend=triton        # then backend=flex, same run settings
+    genba bench worldmodel preset=small device=cuda compile=inductor      # the loss through torch.compile
 
 Batches are random frames, states and actions of the preset's shapes (two cameras, 6-D state and action, like
 genba's arm): the cost of a step does not depend on the pixel values. Reported (medians over `repeats` timed
@@ -35,6 +36,10 @@ class BenchWorldModelConfig:
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
     backend: str = field(default="auto", metadata={"help": "attention backend: auto, sdpa, flex, triton, reference"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch's default)"})
+    compile: str = field(
+        default="",
+        metadata={"help": "torch.compile the loss with this backend (inductor, aot_eager, ...); empty = eager"},
+    )
     warmup: int = field(default=2, metadata={"help": "untimed steps first"})
     repeats: int = field(default=5, metadata={"help": "timed training steps (median reported)"})
     horizon: int = field(default=16, metadata={"help": "frames per timed rollout"})
@@ -49,6 +54,14 @@ class BenchWorldModelConfig:
             raise GenbaError(f"preset={self.preset!r} (valid: {', '.join(PRESETS)})")
         if self.device not in ("auto", "cpu", "cuda"):
             raise GenbaError(f"device={self.device!r}: one of auto, cpu, cuda")
+        if self.compile:
+            import torch._dynamo
+
+            backends = torch._dynamo.list_backends(exclude_tags=())
+            if self.compile not in backends:
+                raise GenbaError(
+                    f"compile={self.compile!r}: not a torch.compile backend (inductor, aot_eager, eager, ...)"
+                )
         if min(self.repeats, self.horizon, self.rollout_batch) < 1 or self.warmup < 0 or self.batch_size < 0:
             raise GenbaError("repeats, horizon and rollout_batch must be >= 1; warmup and batch_size >= 0")
 
@@ -96,18 +109,20 @@ def timed(fn, cuda: bool) -> float:
     return time.perf_counter() - start
 
 
-def training_step(model, batch: dict, cuda: bool):  # -> Callable[[], None]
-    """One training step of `model` on a fixed batch (loss, backward, AdamW; bf16 autocast on CUDA), as a closure."""
+def training_step(model, batch: dict, cuda: bool, compile_backend: str = ""):  # -> Callable[[], None]
+    """One training step of `model` on a fixed batch (loss, backward, AdamW; bf16 autocast on CUDA), as a closure;
+    with `compile_backend`, the loss (forward and backward) through torch.compile (its first calls compile)."""
     import contextlib
 
     import torch
 
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
+    loss_of = torch.compile(model.loss, backend=compile_backend) if compile_backend else model.loss
 
     def step() -> None:
         with autocast:
-            loss, _ = model.loss(batch)
+            loss, _ = loss_of(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -154,7 +169,7 @@ def run_bench_worldmodel(cfg: BenchWorldModelConfig) -> dict:
     batch = random_batch(model_cfg, batch_size, device)
     cuda = device.type == "cuda"
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
-    step = training_step(model, batch, cuda)
+    step = training_step(model, batch, cuda, cfg.compile)
     model.train()
     step_s = median_seconds(step, cuda, cfg.warmup, cfg.repeats)
     flops = None
@@ -184,6 +199,7 @@ def run_bench_worldmodel(cfg: BenchWorldModelConfig) -> dict:
         "params": count_params(model),
         "batch_size": batch_size,
         "backend": cfg.backend,
+        "compile": cfg.compile or None,
         "step_ms": round(step_s * 1e3, 2),
         "samples_per_s": round(batch_size / step_s, 2),
         "tokens_per_s": round(tokens / step_s, 1),

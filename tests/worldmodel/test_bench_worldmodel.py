@@ -20,3 +20,14 @@ def test_bad_options_are_one_line(tmp_path, capsys):
     assert "repeats, horizon and rollout_batch must be >= 1" in capsys.readouterr().err
     assert main(["bench", "worldmodel", "preset=huge", f"out={tmp_path / 'b.json'}"]) == 2
     assert "preset='huge'" in capsys.readouterr().err
+    assert main(["bench", "worldmodel", "compile=turbo", f"out={tmp_path / 'b.json'}"]) == 2
+    assert "compile='turbo': not a torch.compile backend (" in capsys.readouterr().err
+
+
+def test_compile_runs_the_same_step_through_torch_compile():
+    """aot_eager: dynamo's capture and AOT autograd without code generation (inductor's C++ build takes minutes on
+    this CPU; the GPU session measures inductor)."""
+    cfg = BenchWorldModelConfig(preset="tiny", batch_size=2, warmup=1, repeats=1, horizon=2, rollout_batch=1,
+                                threads=1, compile="aot_eager")  # fmt: skip
+    out = run_bench_worldmodel(cfg)
+    assert out["compile"] == "aot_eager" and out["step_ms"] > 0
