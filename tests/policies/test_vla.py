@@ -250,3 +250,16 @@ def test_bad_configs_are_one_line():
     b = batch(["x"], torch.zeros(1, 4, 2))
     with pytest.raises(GenbaError, match="missing"):
         model.prefix({"wrist": b[keys.image_key("front")][:, 0]}, b[keys.OBS_STATE][:, 0], ["x"])
+
+
+def test_the_loss_runs_under_bf16_autocast():
+    """How the shared loop trains on a GPU (the world model once handed its kernel mixed dtypes there)."""
+    torch.manual_seed(0)
+    model = VLA(small_config(keypoints=3, w_locate=1.0, env_state_dim=21, locate_token=True, text_ngrams=64))
+    b = batch(["reach for the red cube", "赤いキューブに手を伸ばして"], torch.randn(2, 4, 2))
+    b[keys.OBS_ENV_STATE] = torch.zeros(2, 1, 21)
+    b[keys.LOCATE_TASK], b[keys.LOCATE_SLOT] = ["reach for the blue ball"] * 2, torch.tensor([2, 0])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, metrics = model.loss(b)
+    loss.backward()
+    assert torch.isfinite(loss) and {"action", "contrastive", "locate"} <= set(metrics)
