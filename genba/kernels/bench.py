@@ -96,15 +96,17 @@ def run_bench_attention(cfg: BenchAttentionConfig) -> dict:
     ]
     # Compiled flex recompiles per shape and grad mode. At dynamo's limit (8 by default, per process, so a grid run
     # shape by shape reaches it too) it would silently run eager, 10-100x slower (seen on an H200, 2026-11-30): raise
-    # the limit for the process and make reaching it an error instead.
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 1024)
-    torch._dynamo.config.fail_on_recompile_limit_hit = True
-    # the backward is timed alone on one retained graph, which compiled flex's donated buffers would refuse
-    torch._functorch.config.donated_buffer = False
+    # the limit while benchmarking and make reaching it an error instead. The backward is timed alone on one
+    # retained graph, which compiled flex's donated buffers would refuse. Both only inside this call.
+    limit = max(torch._dynamo.config.recompile_limit, 1024)
     rows = []
-    for d, n, f, w in tqdm(configs, desc="bench attention", file=sys.stderr):
-        for backend in backends:
-            rows.append(_measure(cfg, backend, d, n, f, w or None, dtype, device))
+    with (
+        torch._dynamo.config.patch(recompile_limit=limit, fail_on_recompile_limit_hit=True),
+        torch._functorch.config.patch(donated_buffer=False),
+    ):
+        for d, n, f, w in tqdm(configs, desc="bench attention", file=sys.stderr):
+            for backend in backends:
+                rows.append(_measure(cfg, backend, d, n, f, w or None, dtype, device))
     summary = {
         "device": torch.cuda.get_device_name() if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
         "date": datetime.date.today().isoformat(),
