@@ -173,10 +173,10 @@ def run_bench_worldmodel(cfg: BenchWorldModelConfig) -> dict:
     model.train()
     step_s = median_seconds(step, cuda, cfg.warmup, cfg.repeats)
     flops = None
-    if cuda:  # the model's FLOPs, the same whatever the backend: counted through our op (useful pairs only)
+    if cuda:  # the model's FLOPs, the same whatever the backend or compile: one eager step through our op
         model.config.backend = "triton"
         with FlopCounterMode(display=False) as counter:
-            step()
+            training_step(model, batch, cuda)()
         model.config.backend = cfg.backend
         flops = counter.get_total_flops()
 
