@@ -9,7 +9,9 @@ A camera's patch token is its latent z (the frame tokenizer: an MLP over each 16
 patch that does not change keeps exactly its latent; an MLP decodes latents back to pixels) plus the backbone ViT's
 token for that patch (context from the whole frame; the ViT is shared with the policies and co-trained here).
 Action a_t (the one that leads to frame t+1) is a token of frame t and is also added to all of frame t's tokens
-(per-frame conditioning); the instruction is the pooled byte-level text encoding. Attention is frame-block causal
+(per-frame conditioning; with `action_adaln`, it also scales and shifts every token's norms in each block, adaLN-Zero,
+genba.worldmodel.blocks); the instruction is the pooled byte-level text encoding (with `text_ngrams`, the mean of
+its hashed byte n-grams, backbone.ByteNGrams, the byte transformer frozen). Attention is frame-block causal
 through `genba.kernels.st_attention` (frame t sees frames t - frame_window < j <= t), with a rotary embedding over the
 frame index, so rollouts longer than the training clips keep the relative positions they were trained on. The
 outputs at frame t are the next latents z_{t+1} = z_t + dz and the next state s_{t+1} = s_t + ds.
@@ -44,10 +46,11 @@ from torch import nn
 
 from genba import keys
 from genba.errors import GenbaError
-from genba.kernels import FrameKVCache, st_attention
+from genba.kernels import FrameKVCache
 from genba.train.checkpoint import register_model
 from genba.train.normalized import Normalized
-from genba.worldmodel.backbone import Backbone, BackboneConfig, same_text
+from genba.worldmodel.backbone import Backbone, BackboneConfig, ByteNGrams, same_text
+from genba.worldmodel.blocks import Block, rope_tables
 
 KIND = "worldmodel"
 
@@ -69,6 +72,8 @@ class WorldModelConfig:
     context_frames: int = 2  # real frames before a rollout (training's rollout loss and evaluation's default)
     clip_frames: int = 8  # T: frames per training clip
     rollout_steps: int = 4  # frames predicted autoregressively in the rollout loss
+    action_adaln: bool = False  # also scale and shift every token's norms by its frame's action (AdaLN-Zero)
+    text_ngrams: int = 0  # buckets of hashed byte n-grams read as the instruction (byte transformer frozen); 0 = none
     decode_residual: bool = True
     residual_gate: bool = True  # learn to drop the carried detail of patches that changed (see the module docstring)
     backend: str = "auto"  # st_attention backend: auto = triton on CUDA, sdpa on CPU
@@ -100,6 +105,8 @@ class WorldModelConfig:
                 f"context_frames + rollout_steps = {self.context_frames + self.rollout_steps} exceeds "
                 f"clip_frames={self.clip_frames}"
             )
+        if self.text_ngrams < 0:
+            raise GenbaError(f"text_ngrams={self.text_ngrams} must be >= 0")
         if self.frame_window is not None and self.frame_window < 1:
             raise GenbaError(f"frame_window={self.frame_window} must be None or >= 1")
 
@@ -111,54 +118,6 @@ class WorldModelConfig:
     def tokens_per_frame(self) -> int:
         """N = cameras x patches + state + action + instruction."""
         return len(self.cameras) * self.backbone.patches + 3
-
-
-class Block(nn.Module):
-    """Pre-norm transformer block with frame-block causal attention and temporal rotary embeddings."""
-
-    def __init__(self, width: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
-        self.qkv = nn.Linear(width, 3 * width)
-        self.proj = nn.Linear(width, width)
-        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(approximate="tanh"), nn.Linear(4 * width, width))
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        rope: tuple[torch.Tensor, torch.Tensor],
-        *,
-        n: int,
-        window: int | None,
-        backend: str,
-        cache: FrameKVCache | None = None,
-    ) -> torch.Tensor:
-        """x (B, L, W) with L = F * n -> (B, L, W). With a cache: F frames are appended to it and attend to it."""
-        b, length, width = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(b, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)  # (B, H, L, D)
-        q, k = rotate(q, *rope), rotate(k, *rope)
-        if cache is None:
-            a = st_attention(q, k, v, tokens_per_frame=n, frame_window=window, backend=backend)
-        else:  # one frame at a time against the cache (prefill appends each context frame in turn)
-            a = torch.cat([cache.step(*(t[:, :, i : i + n] for t in (q, k, v))) for i in range(0, length, n)], 2)
-        x = x + self.proj(a.transpose(1, 2).reshape(b, length, width))
-        return x + self.mlp(self.norm2(x))
-
-
-def rope_tables(frames: torch.Tensor, n: int, head_dim: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """Frame indices (F,) -> cos, sin (F * n, head_dim / 2): every token of a frame shares its frame's angle."""
-    inv = 1.0 / (100.0 ** (torch.arange(0, head_dim, 2, device=frames.device, dtype=torch.float32) / head_dim))
-    angle = frames.float()[:, None] * inv[None]  # (F, D/2)
-    angle = angle.repeat_interleave(n, 0)  # (F * n, D/2)
-    return angle.cos().to(dtype), angle.sin().to(dtype)
-
-
-def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotary embedding: x (B, H, L, D), cos/sin (L, D/2) fp32 -> (B, H, L, D) in x's dtype (bf16 under autocast:
-    q and k must keep v's dtype for the attention kernels)."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype)
 
 
 class WorldModel(Normalized):
@@ -186,7 +145,10 @@ class WorldModel(Normalized):
         self.text_in = nn.Linear(bb.text_width, cfg.width)
         self.pos = nn.Parameter(torch.zeros(cfg.tokens_per_frame, cfg.width))
         nn.init.trunc_normal_(self.pos, std=0.02)
-        self.blocks = nn.ModuleList(Block(cfg.width, cfg.heads) for _ in range(cfg.depth))
+        self.blocks = nn.ModuleList(Block(cfg.width, cfg.heads, cfg.action_adaln) for _ in range(cfg.depth))
+        if cfg.text_ngrams:  # the instruction as a bag of n-grams; the byte transformer stays (shared keys), frozen
+            self.ngrams = ByteNGrams(cfg.text_ngrams, bb.text_width)
+            self.backbone.text.requires_grad_(False)
         self.norm_out = nn.LayerNorm(cfg.width)
         self.lat_out = nn.Linear(cfg.width, cfg.latent_dim)
         self.state_out = nn.Linear(cfg.width, cfg.state_dim)
@@ -242,14 +204,18 @@ class WorldModel(Normalized):
         x = torch.cat([cams, self.state_in(s)[:, :, None], act, instr], 2)  # (B, F, N, W)
         return (x + self.pos + act).flatten(1, 2)
 
-    def _run(self, x: torch.Tensor, first_frame: int, caches: list[FrameKVCache] | None = None) -> torch.Tensor:
-        """Token sequence (B, F * N, W) of frames first_frame.. -> hidden states (B, F, N, W)."""
+    def _run(
+        self, x: torch.Tensor, a: torch.Tensor, first_frame: int, caches: list[FrameKVCache] | None = None
+    ) -> torch.Tensor:
+        """Token sequence (B, F * N, W) of frames first_frame.., their actions a (B, F, A) normalized -> hidden
+        states (B, F, N, W)."""
         cfg, n = self.config, self.config.tokens_per_frame
+        cond = F.silu(self.action_in(a)) if cfg.action_adaln else None  # (B, F, W)
         frames = torch.arange(first_frame, first_frame + x.shape[1] // n, device=x.device)
         rope = rope_tables(frames, n, cfg.width // cfg.heads, x.dtype)
         for i, block in enumerate(self.blocks):
             cache = None if caches is None else caches[i]
-            x = block(x, rope, n=n, window=cfg.frame_window, backend=cfg.backend, cache=cache)
+            x = block(x, rope, n=n, window=cfg.frame_window, backend=cfg.backend, cache=cache, cond=cond)
         return self.norm_out(x).unflatten(1, (-1, n))
 
     def _heads(self, h: torch.Tensor, z: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -284,7 +250,7 @@ class WorldModel(Normalized):
         c = z.shape[1]
         caches = [FrameKVCache(self.config.tokens_per_frame, self.config.frame_window) for _ in self.blocks]
         if c > 1:
-            self._run(self._tokens(z[:, :-1], vit[:, :-1], s[:, :-1], a[:, : c - 1], text), 0, caches)
+            self._run(self._tokens(z[:, :-1], vit[:, :-1], s[:, :-1], a[:, : c - 1], text), a[:, : c - 1], 0, caches)
         x_ref, z_ref = x[:, -1:], z[:, -1:]
         return Dream(caches, text, x_ref, z_ref, self.decode(z_ref), z_ref, s[:, -1:], x_ref, vit[:, -1:], c - 1)
 
@@ -292,7 +258,7 @@ class WorldModel(Normalized):
         """The pending frame takes action a (B, 1, A) normalized -> the next frame's (z (B, 1, CP, latent),
         s (B, 1, S), pixels (B, 1, Cams, 3, H, W), success logit (B, 1) or None); it becomes the pending frame."""
         vit = d.vit if d.vit is not None else self.features(d.x.clamp(0, 1))  # the ViT sees the predicted pixels
-        h = self._run(self._tokens(d.z, vit, d.s, a, d.text), d.frame, d.caches)
+        h = self._run(self._tokens(d.z, vit, d.s, a, d.text), a, d.frame, d.caches)
         z, s = self._heads(h, d.z, d.s)
         x = self._pixels(z, d.x_ref, d.z_ref, d.recon_ref)
         d.z, d.s, d.x, d.vit, d.frame = z, s, x, None, d.frame + 1
@@ -325,8 +291,8 @@ class WorldModel(Normalized):
         t = s.shape[1]
         a = self.norm(batch[cfg.action_key][:, :t], "action")  # (B, T, A)
         z, vit = self.encode(x), self.features(x)  # (B, T, CP, latent), (B, T, C, P, width_b)
-        _, text = self.backbone.encode_text(list(batch[keys.TASK]))  # (B, text_width)
-        h = self._run(self._tokens(z, vit, s, a, text), 0)  # (B, T, N, W)
+        text = self.instruction(list(batch[keys.TASK]))  # (B, text_width)
+        h = self._run(self._tokens(z, vit, s, a, text), a, 0)  # (B, T, N, W)
         z_hat, s_hat = self._heads(h, z, s)
         target_z, recon = z.detach(), self.decode(z)
         pix = self._pixels(z_hat[:, :-1], x[:, :-1], z[:, :-1], recon[:, :-1])
@@ -403,7 +369,7 @@ class WorldModel(Normalized):
         device = self.pos.device
         x = _resize(frames.to(device), cfg.image_size).float() / 255.0
         s, a = self.norm(state.to(device), "state"), self.norm(actions.to(device), "action")
-        _, text = self.backbone.encode_text(list(task))
+        text = self.instruction(list(task))
         _, s_r, pix, _ = self._rollout(x, self.encode(x), self.features(x), s, a, text, k)
         pix = (pix.clamp(0, 1) * 255).round().to(torch.uint8)  # (B, K, Cams, 3, H, W)
         return {
@@ -422,7 +388,7 @@ class WorldModel(Normalized):
         frames = torch.stack([_resize(images[cam].to(device), cfg.image_size) for cam in cfg.cameras], 1)
         x = frames[:, None].float() / 255.0  # (B, 1, Cams, 3, H, W)
         s = self.norm(state.to(device)[:, None], "state")  # (B, 1, S)
-        _, text = self.backbone.encode_text(list(task))
+        text = self.instruction(list(task))
         return self._begin(x, self.encode(x), self.features(x), s, s.new_zeros(s.shape[0], 0, cfg.action_dim), text)
 
     @torch.no_grad()
@@ -448,7 +414,11 @@ class WorldModel(Normalized):
     @torch.no_grad()
     def embed_text(self, task: list[str]) -> torch.Tensor:
         """instructions -> (B, E) unit vectors in the backbone's image-text space."""
-        return self.backbone.text_embedding(self.backbone.encode_text(list(task))[1])
+        return self.backbone.text_embedding(self.instruction(list(task)))
+
+    def instruction(self, task: list[str]) -> torch.Tensor:
+        """instructions -> (B, text_width): the byte transformer's mean, or with text_ngrams the n-grams' mean."""
+        return self.ngrams(task) if self.config.text_ngrams else self.backbone.encode_text(task)[1]
 
 
 @dataclass

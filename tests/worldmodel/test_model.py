@@ -76,8 +76,9 @@ def test_a_few_steps_lower_the_loss_on_one_batch():
     assert float(model.loss(b)[0].detach()) < 0.7 * first
 
 
-def test_rollout_with_the_kv_cache_equals_the_full_forward_over_its_own_predictions():
-    cfg = small_config()
+@pytest.mark.parametrize("options", [{}, {"action_adaln": True, "text_ngrams": 64}], ids=["plain", "adaln+ngrams"])
+def test_rollout_with_the_kv_cache_equals_the_full_forward_over_its_own_predictions(options):
+    cfg = small_config(**options)
     model = trained_a_little(cfg).eval()
     b = batch()
     frames = torch.stack([torch.cat([b[keys.image_key(c)], b[keys.future_image_key(c)]], 1) for c in CAMS], 2)
@@ -87,12 +88,12 @@ def test_rollout_with_the_kv_cache_equals_the_full_forward_over_its_own_predicti
     c, k = 2, 4
     with torch.no_grad():
         z, vit = model.encode(x[:, :c]), model.features(x[:, :c])
-        _, text = model.backbone.encode_text(TASKS)
+        text = model.instruction(TASKS)
         z_r, s_r, pix_r, _ = model._rollout(x[:, :c], z, vit, s[:, :c], a[:, : c + k - 1], text, k)
         # the same frames fed all at once through the block-causal forward: context, then the predictions
         z_all, s_all = torch.cat([z, z_r[:, :-1]], 1), torch.cat([s[:, :c], s_r[:, :-1]], 1)
         vit_all = torch.cat([vit, model.features(pix_r[:, :-1].clamp(0, 1))], 1)
-        h = model._run(model._tokens(z_all, vit_all, s_all, a[:, : c + k - 1], text), 0)
+        h = model._run(model._tokens(z_all, vit_all, s_all, a[:, : c + k - 1], text), a[:, : c + k - 1], 0)
         z_f, s_f = model._heads(h, z_all, s_all)
     torch.testing.assert_close(z_r, z_f[:, c - 1 :], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(s_r, s_f[:, c - 1 :], atol=1e-5, rtol=1e-5)
