@@ -28,14 +28,15 @@ so the outcomes do not depend on the number of workers; a policy that keeps a ge
 in `reset()`. An error in an episode stops the evaluation with one line naming the seed.
 
 The backend: `env=mujoco` (the default) simulates; `env=worldmodel worldmodel=<run>` runs the same episodes in the
-world model's env (genba.worldmodel.env: each episode starts from the MuJoCo reset of its seed, every step after
-is imagined, and the run's success head ends it once its probability passes `success_threshold` for `success_steps`
-consecutive steps, both recorded in the summary), through the same loop and workers, with the same report; `batch`
-episodes of a worker step together in one batched forward per step (genba.worldmodel.batched; default: the
-worker's share, up to BATCH_CAP; each episode's `episode_seconds` is its share of the batch's wall clock). A run
-without a success head, trained on another task, or unable to give what the policy reads is a one-line error before
-any episode. `backend`, `seconds` (the whole evaluation's wall clock) and `seconds_per_episode` (mean wall clock of
-an episode, reset included) are reported for both, so their costs compare.
+world model's env (genba.worldmodel.env: each episode starts from the MuJoCo reset of its seed, every step after is
+imagined, and the run's success head ends it once its probability passes `success_threshold` for `success_steps`
+consecutive steps; with `judge=sim`, the task's own predicate on the imagined joints does, for tasks whose success
+reads only the arm (reach); all three are recorded in the summary), through the same loop and workers, with the same
+report; `batch` episodes of a worker step together in one batched forward per step (genba.worldmodel.batched;
+default: the worker's share, up to BATCH_CAP; each episode's `episode_seconds` is its share of the batch's wall
+clock). A run without a success head (judge=head), trained on another task, or unable to give what the policy reads
+is a one-line error before any episode. `backend`, `seconds` (the whole evaluation's wall clock) and
+`seconds_per_episode` (mean wall clock of an episode, reset included) are reported for both, so their costs compare.
 
 Summary: `success_rate`, `ci95` (Wilson's 95% score interval, [low, high]), `episodes`, `successes`, `seeds`,
 `mean_length` (steps per episode), `latency_ms_p50` / `latency_ms_p99` (wall time of each `infer` call that produced
@@ -147,6 +148,10 @@ class EvalConfig:
     audio_snr: float = field(default=20.0, metadata={"help": "spoken: speech-to-noise ratio in dB"})
     env: str = field(default="mujoco", metadata={"help": "mujoco, or worldmodel: imagined episodes (worldmodel=)"})
     worldmodel: str = field(default="", metadata={"help": "world-model run folder for env=worldmodel"})
+    judge: str = field(
+        default="head", metadata={"help": "env=worldmodel: head (the run's success head) or sim (the task's predicate "
+                                          "on the imagined joints; reach)"}
+    )  # fmt: skip
     success_threshold: float = field(
         default=0.5, metadata={"help": "env=worldmodel: the success-head probability that counts as success"}
     )
@@ -200,8 +205,13 @@ class EvalConfig:
             raise ValueError(f"env={self.env!r} is not one of {', '.join(BACKENDS)}")
         if (self.env == "worldmodel") != bool(self.worldmodel):
             raise ValueError("env=worldmodel needs worldmodel=<run folder>, and worldmodel= needs env=worldmodel")
-        if self.env != "worldmodel" and ((self.success_threshold, self.success_steps) != (0.5, 1) or self.batch):
-            raise ValueError("success_threshold=, success_steps= and batch= are the world model's: they need "
+        from genba.worldmodel.env import JUDGES
+
+        if self.judge not in JUDGES:
+            raise ValueError(f"judge={self.judge!r} is not one of {', '.join(JUDGES)}")
+        judging = (self.judge, self.success_threshold, self.success_steps) != ("head", 0.5, 1)
+        if self.env != "worldmodel" and (judging or self.batch):
+            raise ValueError("judge=, success_threshold=, success_steps= and batch= are the world model's: they need "
                              "env=worldmodel")  # fmt: skip
         if self.batch is not None and (not isinstance(self.batch, int) or self.batch < 1):
             raise ValueError(f"batch={self.batch!r} must be an integer >= 1 (or null)")
@@ -354,7 +364,9 @@ def _run_setup(built: dict, policy: str, mode: str, modality: str, env: dict, fa
 
 def _judge(cfg: EvalConfig) -> dict:
     """How the world-model env decides success (genba.worldmodel.env.WorldModelEnvConfig); {} in MuJoCo."""
-    return {"success_threshold": cfg.success_threshold, "success_steps": cfg.success_steps} if cfg.worldmodel else {}
+    if not cfg.worldmodel:
+        return {}
+    return {"judge": cfg.judge, "success_threshold": cfg.success_threshold, "success_steps": cfg.success_steps}
 
 
 def _check_rrd(cfg: EvalConfig) -> Path | None:

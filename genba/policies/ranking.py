@@ -66,6 +66,10 @@ class RankingConfig:
         default="", metadata={"help": "write the first seed of rrd_policy in both backends, side by side (.rrd)"}
     )
     rrd_policy: str = field(default="", metadata={"help": "policy for rrd= (empty: the first of policies)"})
+    judge: str = field(
+        default="head", metadata={"help": "head: the world model's success head; sim: the task's predicate on the "
+                                          "imagined joints (reach)"}
+    )  # fmt: skip
     success_threshold: float = field(default=0.5, metadata={"help": "the world model's success-head probability"})
     success_steps: int = field(default=1, metadata={"help": "consecutive steps above it that end an imagined episode"})
     batch: int | None = field(
@@ -75,7 +79,7 @@ class RankingConfig:
 
     def __post_init__(self) -> None:
         if not self.worldmodel:
-            raise ValueError("worldmodel= is required: a world-model run folder with a success head")
+            raise ValueError("worldmodel= is required: a world-model run folder (with a success head for judge=head)")
         self.policies = [str(p) for p in self.policies]
         if len(self.policies) < 2:
             raise ValueError(f"policies={self.policies}: a ranking needs at least 2 policies")
@@ -89,7 +93,7 @@ class RankingConfig:
     def eval_config(self, backend: str, policy: str) -> EvalConfig:
         """The `genba eval` configuration of one policy in one backend."""
         wm = self.worldmodel if backend == "worldmodel" else ""
-        judge = {"success_threshold": self.success_threshold, "success_steps": self.success_steps,
+        judge = {"judge": self.judge, "success_threshold": self.success_threshold, "success_steps": self.success_steps,
                  "batch": self.batch} if wm else {}  # fmt: skip
         return EvalConfig(task=self.task, policy=policy, episodes=self.episodes, seed=self.seed, lang=self.lang,
                           image_size=self.image_size, cameras=self.cameras, workers=self.workers, threads=self.threads,

@@ -237,6 +237,30 @@ class GenbaEnv(gym.Env):
                 return True
         return False
 
+    def judge_pose(self, q: np.ndarray) -> bool:
+        """The task's success predicate with the arm at joint positions q (6,) (gripper last) and every object where
+        it is now, by kinematics alone (nothing is stepped; the state is restored): for a pose the arm did not reach
+        here, such as a world model's imagined one. Only for tasks whose success reads nothing the arm moves
+        (Task.arm_only_success); others raise ValueError."""
+        if not self._task.arm_only_success:
+            raise ValueError(f"task {self.task}'s success depends on objects the arm moves: a pose cannot judge it")
+        if self.data is None:
+            raise RuntimeError("judge_pose() before reset()")
+        q = np.asarray(q, dtype=np.float64).reshape(-1)
+        if q.shape != (len(ARM_JOINTS),):
+            raise ValueError(f"q has shape {q.shape}, expected ({len(ARM_JOINTS)},)")
+        m, d = self.model, self.data
+        saved = d.qpos.copy()
+        q = np.clip(np.nan_to_num(q), JOINT_LIMITS[:, 0], JOINT_LIMITS[:, 1])
+        d.qpos[self._qadr] = q
+        d.qpos[m.jnt_qposadr[m.joint("gripper_right").id]] = q[5]  # the mirrored finger, as at reset
+        mujoco.mj_kinematics(m, d)
+        try:
+            return bool(self._task.success(self))
+        finally:
+            d.qpos[:] = saved
+            mujoco.mj_kinematics(m, d)
+
     # ----------------------------------------------------------------- rendering and clean-up
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array" or self.data is None:

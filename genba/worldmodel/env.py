@@ -6,13 +6,14 @@
     obs, info = env.reset(seed=1_000_000)
     obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
 
-Spaces: those of `genba.sim.make(task, ...)` with the same options: `pixels` (camera -> (H, W, 3) uint8, the
-cameras asked for, a subset of the model's), `agent_pos` (6,) float32, `environment_state` (35,) float32, joint
-actions (6,); attributes `task`, `task_description`, `fps`, `max_episode_steps`; `info["is_success"]` and
-`info["success_prob"]`. `cameras` and `image_size` default to the model's; another image size is resized from the
-model's frames. The world model predicts frames and joint state only: `environment_state` stays the reset's (object
-poses as they were; a policy that reads them, like the scripted expert, plans on the first frame) and `depth` is
-refused, as are `action_mode=ee_delta` and an `fps` other than the training data's.
+Spaces: those of `genba.sim.make(task, ...)` with the same options: `pixels` (camera -> (H, W, 3) uint8, the cameras
+asked for, a subset of the model's), `agent_pos` (6,) float32, `environment_state` (35,) float32, joint actions
+(6,); attributes `task`, `task_description`, `fps`, `max_episode_steps`; `info["is_success"]` and
+`info["success_prob"]` (the success head's, when the run has one). `cameras` and `image_size` default to the
+model's; another image size is resized from the model's frames. The world model predicts frames and joint state
+only: `environment_state` stays the reset's (object poses as they were; a policy that reads them, like the scripted
+expert, plans on the first frame) and `depth` is refused, as are `action_mode=ee_delta` and an `fps` other than the
+training data's.
 
 Reset (`reset="sim"`, the default): a real MuJoCo reset of the task with `seed` (the same scene, first frame, joint
 state and instruction as `genba.sim.make(task).reset(seed=seed)`; `options={"instruction": "shuffled"}` as there,
@@ -21,12 +22,16 @@ first frame of an episode of `data` (default: the run's own dataset), the episod
 `options={"episode": i, "frame": t}`.
 
 Step: the action (clipped to the joint limits) goes to `WorldModel.imagine_step` (KV cache, one frame per step);
-the next frame and joint state (clipped to the observation space) come back. The success head's probability of
-`next.success` above `success_threshold` for `success_steps` consecutive steps (1 by default; a head trained on
-`genba collect after_success=K` labels stays high once the task is done, a false alarm often does not) ends the
-episode as a success (reward 1); else it is truncated at the
-task's time limit (`truncation_reason` "time_limit"), as in MuJoCo. A run without a success head, or trained on
-another task, is refused in one line.
+the next frame and joint state (clipped to the observation space) come back. Success is judged by `judge`:
+- `head` (the default): the success head's probability of `next.success` above `success_threshold` for
+  `success_steps` consecutive steps (1 by default; a head trained on `genba collect after_success=K` labels stays
+  high once the task is done, a false alarm often does not). A run without a success head is refused in one line.
+- `sim`: the task's own success predicate (the one MuJoCo judges with) on the imagined joint state, in the reset's
+  MuJoCo scene with every object where the reset put it (GenbaEnv.judge_pose: kinematics, no physics), for
+  `success_steps` consecutive steps. Only for tasks whose success reads nothing the arm moves (`reach`); others are
+  refused in one line. It needs no success head, and it is only as right as the imagined joints.
+A success ends the episode (reward 1); else it is truncated at the task's time limit (`truncation_reason`
+"time_limit"), as in MuJoCo. A run trained on another task is refused in one line.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from genba import keys
 from genba.errors import GenbaError
 
 RESETS = ("sim", "dataset")
+JUDGES = ("head", "sim")
 
 
 @dataclass
@@ -52,10 +58,15 @@ class WorldModelEnvConfig:
     reset: str = field(default="sim", metadata={"help": "sim: a MuJoCo reset; dataset: a dataset episode's frame"})
     data: str = field(default="", metadata={"help": "dataset for reset=dataset (empty: the run's own)"})
     device: str = field(default="cpu", metadata={"help": "cpu, cuda or auto"})
+    judge: str = field(
+        default="head", metadata={"help": "head: the run's success head; sim: the task's predicate on the imagined "
+                                          "joints (tasks whose success reads only the arm: reach)"}
+    )  # fmt: skip
     success_threshold: float = field(default=0.5, metadata={"help": "success-head probability that ends an episode"})
     success_steps: int = field(
-        default=1, metadata={"help": "consecutive steps above success_threshold that end an episode as a success"}
-    )
+        default=1, metadata={"help": "consecutive successful steps (judge=head: above success_threshold) that end an "
+                                     "episode as a success"}
+    )  # fmt: skip
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch's default)"})
 
     def __post_init__(self) -> None:
@@ -63,6 +74,10 @@ class WorldModelEnvConfig:
             raise GenbaError("run= is required: a world-model run folder (genba train-worldmodel)")
         if self.reset not in RESETS:
             raise GenbaError(f"reset={self.reset!r} is not one of {', '.join(RESETS)}")
+        if self.judge not in JUDGES:
+            raise GenbaError(f"judge={self.judge!r} is not one of {', '.join(JUDGES)}")
+        if self.judge == "sim" and self.reset != "sim":
+            raise GenbaError("judge=sim needs reset=sim: the task's predicate reads the MuJoCo reset's scene")
         if not 0.0 < self.success_threshold < 1.0:
             raise GenbaError(f"success_threshold={self.success_threshold!r} must be in (0, 1)")
         if not isinstance(self.success_steps, int) or not 1 <= self.success_steps <= 100:
@@ -81,9 +96,9 @@ def _own_config(run: str, env_options: dict) -> WorldModelEnvConfig:
     return WorldModelEnvConfig(run=str(run), **{k: env_options.pop(k) for k in list(env_options) if k in names})
 
 
-def load_worldmodel(run: str | Path, device: str = "cpu") -> tuple[Any, Any, Path]:
-    """(model in eval mode, its config, the checkpoint folder) of a run whose model has a success head; else a
-    one-line GenbaError saying how to get one."""
+def load_worldmodel(run: str | Path, device: str = "cpu", judge: str = "head") -> tuple[Any, Any, Path]:
+    """(model in eval mode, its config, the checkpoint folder) of a run; with judge="head" its model must have a
+    success head, else a one-line GenbaError says how to get one."""
     import torch
 
     from genba.train.checkpoint import load_model, read_config
@@ -92,7 +107,8 @@ def load_worldmodel(run: str | Path, device: str = "cpu") -> tuple[Any, Any, Pat
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     folder = checkpoint_folder(run)
-    _check_head(read_config(folder, kind="worldmodel")[1], folder)
+    if judge == "head":
+        _check_head(read_config(folder, kind="worldmodel")[1], folder)
     model, config = load_model(folder, kind="worldmodel", device=device)
     return model.eval(), config, folder
 
@@ -103,10 +119,22 @@ def check_options(task: str, run: str, **env_options: Any) -> None:
     from genba.train.checkpoint import read_config
     from genba.worldmodel.evaluate import checkpoint_folder
 
-    folder = checkpoint_folder(_own_config(run, env_options).run)
+    own = _own_config(run, env_options)
+    folder = checkpoint_folder(own.run)
     config = read_config(folder, kind="worldmodel")[1]
-    _check_head(config, folder)
+    _check_judge(task, own.judge, config, folder)
     _check_fit(task, config, folder, env_options)
+
+
+def _check_judge(task: str, judge: str, config: Any, folder: Path) -> None:
+    if judge == "head":
+        _check_head(config, folder)
+        return
+    from genba.sim.tasks import get_task
+
+    if not get_task(task).arm_only_success:
+        raise GenbaError(f"judge=sim: task {task}'s success depends on objects the arm moves, which the world model "
+                         "does not report; use judge=head (the run's success head)")  # fmt: skip
 
 
 def _check_head(config: Any, folder: Path) -> None:
@@ -151,7 +179,8 @@ class WorldModelEnv(gym.Env):
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.cfg = cfg
-        self.model, self.mcfg, self.checkpoint = load_worldmodel(cfg.run, cfg.device)
+        self.model, self.mcfg, self.checkpoint = load_worldmodel(cfg.run, cfg.device, cfg.judge)
+        _check_judge(task, cfg.judge, self.mcfg, self.checkpoint)
         m = self.mcfg
         cameras, self.image_size = _check_fit(task, m, self.checkpoint, sim_options)
         # the observation's spaces come from the task's own env with the same options; the model's cameras at the
@@ -263,10 +292,16 @@ class WorldModelEnv(gym.Env):
         images = {c: out["images"][c][row].permute(1, 2, 0).cpu().numpy() for c in self.mcfg.cameras}  # (H, W, 3)
         self._steps += 1
         self._obs = self._observation(images, out["state"][row].cpu().numpy())
-        prob = float(out["success"][row])
-        self._above = self._above + 1 if prob > self.cfg.success_threshold else 0
+        prob = None if out["success"] is None else float(out["success"][row])
+        if self.cfg.judge == "sim":  # the imagined joints (as observed: clipped) in the reset's scene
+            hit = self.sim.unwrapped.judge_pose(self._obs[keys.AGENT_POS])
+        else:
+            hit = prob > self.cfg.success_threshold
+        self._above = self._above + 1 if hit else 0
         success = self._above >= self.cfg.success_steps
-        info: dict[str, Any] = {keys.INFO_SUCCESS: success, "success_prob": prob}
+        info: dict[str, Any] = {keys.INFO_SUCCESS: success}
+        if prob is not None:
+            info["success_prob"] = prob
         truncated = not success and self._steps >= self.max_episode_steps
         if truncated:
             info[keys.INFO_TRUNCATION_REASON] = "time_limit"

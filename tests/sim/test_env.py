@@ -173,3 +173,32 @@ def test_ee_delta_moves_the_tip():
         env.step(np.array([0.02, 0.0, 0.01, 0.0, 0.02], dtype=np.float32))
     tip = u.data.site_xpos[u.model.site("tip").id]
     assert tip[0] - tip0[0] > 0.04 and tip[2] - tip0[2] > 0.015
+
+
+def test_judge_pose_is_the_tasks_predicate_at_another_pose():
+    """reach's success read at a pose the arm is not in (what judges a world model's imagined joints): the pose
+    where the expert succeeded is a success, the reset's pose is not, and the env's own state is left as it was."""
+    from genba.sim.experts import make_expert
+
+    env = genba.sim.make("reach", cameras=[])
+    obs, _ = env.reset(seed=4)
+    start, tip = obs[keys.AGENT_POS].copy(), env.unwrapped.tip_pos().copy()
+    expert, success = make_expert("reach"), False
+    for _ in range(env.unwrapped.max_episode_steps):
+        obs, _, success, truncated, _ = env.step(expert.act(obs))
+        if success or truncated:
+            break
+    assert success, "the expert reaches seed 4"
+    reached = obs[keys.AGENT_POS].copy()
+    env.reset(seed=4)
+    assert env.unwrapped.judge_pose(reached) and not env.unwrapped.judge_pose(start)
+    np.testing.assert_array_equal(env.unwrapped.tip_pos(), tip)  # restored: the reset's pose again
+    off = reached.copy()
+    off[0] += 0.2  # the base turned 0.2 rad away: about 3 cm to the side
+    assert not env.unwrapped.judge_pose(off)
+    with pytest.raises(ValueError, match=r"^q has shape \(5,\), expected \(6,\)$"):
+        env.unwrapped.judge_pose(reached[:5])
+    place = genba.sim.make("pick_place", cameras=[])
+    place.reset(seed=0)
+    with pytest.raises(ValueError, match=r"^task pick_place's success depends on objects the arm moves"):
+        place.unwrapped.judge_pose(start)

@@ -99,6 +99,8 @@ def test_a_dataset_reset_starts_from_the_datasets_frame(reach_wm_run):
      ("reach", {"fps": 30}, r"^fps=30: the world model was trained at 10 fps$"),
      ("reach", {"reset": "dream"}, r"^reset='dream' is not one of sim, dataset$"),
      ("reach", {"success_steps": 0}, r"^success_steps=0 must be an integer in \[1, 100\]$"),
+     ("reach", {"judge": "oracle"}, r"^judge='oracle' is not one of head, sim$"),
+     ("reach", {"judge": "sim", "reset": "dataset"}, r"^judge=sim needs reset=sim: "),
      ("reach", {"cameras": ["top"]}, r"^camera 'top' is not one the world model predicts \(front, wrist\)$")],
 )  # fmt: skip
 def test_bad_input_is_one_line(reach_wm_run, task, options, message):
@@ -111,3 +113,38 @@ def test_a_run_without_a_success_head_is_one_line(headless_wm_run):
     with pytest.raises(GenbaError, match=r"^world model .* has no success head, so it cannot end episodes: ") as e:
         genba.worldmodel.make_env("reach", run=headless_wm_run)
     assert "\n" not in str(e.value)
+
+
+def test_judge_sim_reads_the_tasks_predicate_on_the_imagined_joints(reach_wm_run, headless_wm_run):
+    """judge=sim: reach's own predicate on the imagined joints in the reset's scene decides, not the head (a
+    threshold every step passes would end the episode at once); a run without a head is accepted; imagined joints
+    where MuJoCo's expert succeeded end the episode as a success."""
+    import torch
+
+    from genba.sim.experts import make_expert
+    from genba.worldmodel.env import check_options
+
+    head = genba.worldmodel.make_env("reach", run=reach_wm_run["run"], success_threshold=1e-6)
+    sim = genba.worldmodel.make_env("reach", run=reach_wm_run["run"], judge="sim", success_threshold=1e-6)
+    headless = genba.worldmodel.make_env("reach", run=headless_wm_run, judge="sim")
+    truth = genba.sim.make("reach", cameras=[])
+    head.reset(seed=4)
+    assert head.step(head.action_space.high)[2] is True  # the head at threshold 1e-6 ends it
+    for env in (sim, headless):
+        obs, _ = env.reset(seed=4)
+        truth.reset(seed=4)
+        for _ in range(3):
+            obs, reward, terminated, _, info = env.step(env.action_space.high)
+            assert info[keys.INFO_SUCCESS] is terminated is truth.unwrapped.judge_pose(obs[keys.AGENT_POS]) is False
+    assert "success_prob" not in info  # the headless run has no head's probability to report
+    real, _ = truth.reset(seed=4)  # where MuJoCo's expert succeeds, as the imagined joints of a step
+    expert = make_expert("reach")
+    while not (done := truth.step(expert.act(real)))[2]:
+        real = done[0]
+    sim.reset(seed=4)
+    out = sim.model.imagine_step(sim._dream, torch.from_numpy(sim.model_action(done[0][keys.AGENT_POS]))[None])
+    out["state"] = torch.from_numpy(done[0][keys.AGENT_POS])[None]
+    _, reward, terminated, truncated, info = sim.stepped(out, 0)
+    assert (reward, terminated, truncated, info[keys.INFO_SUCCESS]) == (1.0, True, False, True)
+    with pytest.raises(GenbaError, match=r"^judge=sim: task pick_place's success depends on objects the arm moves"):
+        check_options("pick_place", reach_wm_run["run"], judge="sim")

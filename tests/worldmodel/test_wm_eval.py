@@ -1,6 +1,8 @@
 """`genba eval env=worldmodel worldmodel=<run>`: the same seeds, scenes and report keys as in MuJoCo through the one
 episode loop, outcomes independent of the worker count, wall-clock seconds for both backends, bad input as one line."""
 
+import json
+
 import pytest
 
 from genba.policies.evaluate import EvalConfig, run_eval
@@ -12,7 +14,7 @@ def test_the_world_model_eval_reports_what_the_mujoco_one_does(reach_wm_run, cap
     common = dict(task="reach", policy="scripted", episodes=2, workers=1, lang="mixed")
     mujoco = run_eval(EvalConfig(**common))
     dream = run_eval(EvalConfig(**common, env="worldmodel", worldmodel=str(reach_wm_run["run"])))
-    assert set(dream) == set(mujoco) | {"worldmodel", "success_threshold", "success_steps", "batch"}
+    assert set(dream) == set(mujoco) | {"worldmodel", "judge", "success_threshold", "success_steps", "batch"}
     assert (mujoco["backend"], dream["backend"]) == ("mujoco", "worldmodel")
     assert dream["seeds"] == mujoco["seeds"] == [1_000_000, 1_000_001]
     assert [e["task"] for e in dream["per_episode"]] == [e["task"] for e in mujoco["per_episode"]]  # same scenes
@@ -43,8 +45,23 @@ def test_the_success_rule_reaches_the_world_model_env(reach_wm_run):
     assert (eager["success_threshold"], eager["success_steps"]) == (1e-6, 3)
     never = run_eval(EvalConfig(**common, success_threshold=1 - 1e-9))
     assert [(e["success"], e["steps"]) for e in never["per_episode"]] == [(False, 40)] * 2
-    with pytest.raises(ValueError, match=r"^success_threshold=, success_steps= and batch= are the world model.s"):
+    with pytest.raises(ValueError, match=r"^judge=, success_threshold=, success_steps= and batch= are the world mod"):
         EvalConfig(task="reach", policy="hold", success_steps=2)  # MuJoCo has its own success predicate
+
+
+def test_judge_sim_needs_no_success_head(headless_wm_run, capsys):
+    from genba.cli import main
+
+    common = ["eval", "task=reach", "policy=hold", "episodes=2", "workers=1", "env=worldmodel",
+              f"worldmodel={headless_wm_run}"]  # fmt: skip
+    assert main([*common, "judge=sim", f"out={headless_wm_run.parent / 'sim.json'}"]) == 0
+    summary = json.loads((headless_wm_run.parent / "sim.json").read_text())
+    assert summary["judge"] == "sim"  # hold stays at the reset's pose, away from the object: never a success
+    assert [(e["success"], e["steps"]) for e in summary["per_episode"]] == [(False, 40)] * 2
+    capsys.readouterr()
+    assert main([*common, "task=pick_place", "judge=sim"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "judge=sim: task pick_place's success depends on objects the arm" in err
 
 
 @pytest.mark.parametrize(
@@ -52,7 +69,8 @@ def test_the_success_rule_reaches_the_world_model_env(reach_wm_run):
     [("task=pick_place", "was trained on reach, not task=pick_place"),
      ("worldmodel=", "env=worldmodel needs worldmodel=<run folder>, and worldmodel= needs env=worldmodel"),
      ("env=dream", "env='dream' is not one of mujoco, worldmodel"),
-     ("success_steps=0", "success_steps=0 must be an integer in [1, 100]"),]
+     ("success_steps=0", "success_steps=0 must be an integer in [1, 100]"),
+     ("judge=oracle", "judge='oracle' is not one of head, sim"),]
 )  # fmt: skip
 def test_bad_input_is_one_line_before_any_episode(reach_wm_run, capsys, override, message):
     from genba.cli import main

@@ -50,4 +50,5 @@ TASK = Task(
     success=success,
     phases=phases,
     max_distractors=3,
+    arm_only_success=True,  # the tip against an object at rest where the reset put it
 )

@@ -12,6 +12,9 @@ registers it. The parts:
                       touching_gripper
     phases(expert)    the scripted expert's plan: a list of genba.sim.experts.Phase, built on the expert it drives
     max_steps         time limit at 10 fps (the env keeps the same seconds at other rates)
+    arm_only_success  whether `success` reads only the arm's pose and objects the arm does not move (reach), so that
+                      GenbaEnv.judge_pose can judge a pose the arm never reached in MuJoCo (a world model's imagined
+                      joints: genba.worldmodel.env's judge=sim)
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class Task:
     phases: Callable[[ScriptedExpert], list[Phase]]
     distractor_shapes: tuple[str, ...] = ("cube", "cylinder", "sphere")
     max_distractors: int = 2  # each episode has 1..max_distractors
+    arm_only_success: bool = False
 
     @property
     def gym_id(self) -> str:
