@@ -194,6 +194,7 @@ class WorldModelEnv(gym.Env):
         self.metadata = {**self.metadata, "render_fps": self.fps}
         self._dataset: Any = None
         self._dream: Any = None
+        self._scene: Any = None  # the MuJoCo env of this episode's reset (judge=sim)
         self._obs: dict | None = None
         self._spec: dict = {}
         self._steps = self._above = 0
@@ -207,6 +208,9 @@ class WorldModelEnv(gym.Env):
         if self.cfg.reset == "sim":
             obs, info = self.sim.reset(seed=seed, options=options or None)
             self._spec = self.sim.unwrapped.episode_spec()
+            # judge=sim reads this episode's scene: a shallow copy keeps its MuJoCo model and data, which the next
+            # reset replaces rather than changes (batched imagination resets many episodes on one shared MuJoCo env)
+            self._scene = copy.copy(self.sim.unwrapped)
             images, state = obs[keys.PIXELS], obs[keys.AGENT_POS]
             env_state, instruction = obs[keys.ENV_STATE], self.sim.unwrapped.task_description
             info = {keys.INFO_SUCCESS: False, **{k: v for k, v in info.items() if k != keys.INFO_SUCCESS}}
@@ -294,7 +298,7 @@ class WorldModelEnv(gym.Env):
         self._obs = self._observation(images, out["state"][row].cpu().numpy())
         prob = None if out["success"] is None else float(out["success"][row])
         if self.cfg.judge == "sim":  # the imagined joints (as observed: clipped) in the reset's scene
-            hit = self.sim.unwrapped.judge_pose(self._obs[keys.AGENT_POS])
+            hit = self._scene.judge_pose(self._obs[keys.AGENT_POS])
         else:
             hit = prob > self.cfg.success_threshold
         self._above = self._above + 1 if hit else 0

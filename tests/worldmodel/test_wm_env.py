@@ -119,6 +119,8 @@ def test_judge_sim_reads_the_tasks_predicate_on_the_imagined_joints(reach_wm_run
     """judge=sim: reach's own predicate on the imagined joints in the reset's scene decides, not the head (a
     threshold every step passes would end the episode at once); a run without a head is accepted; imagined joints
     where MuJoCo's expert succeeded end the episode as a success."""
+    import copy
+
     import torch
 
     from genba.sim.experts import make_expert
@@ -142,6 +144,7 @@ def test_judge_sim_reads_the_tasks_predicate_on_the_imagined_joints(reach_wm_run
     while not (done := truth.step(expert.act(real)))[2]:
         real = done[0]
     sim.reset(seed=4)
+    copy.copy(sim).reset(seed=5)  # as batched imagination resets its episodes: one shared MuJoCo env
     out = sim.model.imagine_step(sim._dream, torch.from_numpy(sim.model_action(done[0][keys.AGENT_POS]))[None])
     out["state"] = torch.from_numpy(done[0][keys.AGENT_POS])[None]
     _, reward, terminated, truncated, info = sim.stepped(out, 0)
