@@ -69,8 +69,9 @@ redoes only the missing shards (genba/datasets/distributed.py, shards.py).
 
 Imagined episodes: `backend=worldmodel worldmodel=<run>` runs the same expert, seeds and loop in the world model's env
 (genba.worldmodel.make_env: each episode starts from the MuJoCo reset of its seed, every later frame and joint state
-is imagined, the run's success head decides success) and writes them through the same writer; each episode's record
-says `synthetic: true` and names the `worldmodel`, and both options are part of the dataset's identity.
+is imagined, the run's success head decides success, or with `judge=sim` the task's predicate on the imagined joints)
+and writes them through the same writer; each episode's record says `synthetic: true` and names the `worldmodel`,
+and these options are part of the dataset's identity.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ IDENTITY_FIELDS = ("task", "image_size", "cameras", "depth", "lang", "seed", "no
 # they existed still resume.
 LATER_IDENTITY_FIELDS = {"multisampling": True, "vcodec": "av1", "audio": False, "voices": [], "audio_noise": "none",
                          "audio_snr": 20.0, "backend": "mujoco", "worldmodel": "", "policy": "scripted",
-                         "after_success": 0, "clean_labels": False}  # fmt: skip
+                         "after_success": 0, "clean_labels": False, "judge": "head"}  # fmt: skip
 VCODECS = {"av1": "libsvtav1", "h264": "h264", "hevc": "hevc"}  # genba's name -> lerobot's (FFmpeg's) encoder
 AV1_PRESETS = tuple(str(p) for p in range(14))  # SVT-AV1: 0 slowest .. 13 fastest (lerobot's default 12)
 X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
@@ -170,6 +171,10 @@ class CollectConfig:
     audio_snr: float = field(default=20.0, metadata={"help": "audio=true: speech-to-noise ratio in dB"})
     backend: str = field(default="mujoco", metadata={"help": "mujoco, or worldmodel: imagined episodes (synthetic)"})
     worldmodel: str = field(default="", metadata={"help": "backend=worldmodel: the world-model run folder"})
+    judge: str = field(
+        default="head", metadata={"help": "backend=worldmodel: head (the run's success head) or sim (the task's "
+                                          "predicate on the imagined joints; reach)"}
+    )  # fmt: skip
     policy: Any = field(
         default="scripted",
         metadata={"help": "who acts: scripted (the expert, with noise=), a built-in weak policy for failure data "
@@ -227,6 +232,8 @@ class CollectConfig:
             raise ValueError(f"backend={self.backend!r} is not one of {', '.join(BACKENDS)}")
         if (self.backend == "worldmodel") != bool(self.worldmodel):
             raise ValueError("backend=worldmodel needs worldmodel=<run>, and worldmodel= needs backend=worldmodel")
+        if self.judge not in ("head", "sim") or (self.judge != "head" and not self.worldmodel):
+            raise ValueError(f"judge={self.judge!r}: head or sim, and only with backend=worldmodel")
         if self.worldmodel and self.sharded:
             raise ValueError("backend=worldmodel needs executor=local and shards=1")
         self._check_policy()
@@ -301,7 +308,8 @@ class CollectConfig:
 
     def env_overrides(self) -> dict[str, Any]:
         return {"image_size": self.image_size, "cameras": list(self.cameras), "depth": self.depth, "lang": self.lang,
-                "fps": self.fps} | ({"after_success": self.after_success} if self.after_success else {})  # fmt: skip
+                "fps": self.fps} | ({"after_success": self.after_success} if self.after_success else {}) | (
+                {"judge": self.judge} if self.judge != "head" else {})  # fmt: skip
 
 
 def run_collect(cfg: CollectConfig) -> dict:

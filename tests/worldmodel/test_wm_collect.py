@@ -57,7 +57,9 @@ def test_imagined_episodes_are_a_lerobot_dataset_marked_synthetic(reach_wm_run, 
     ("override", "message"),
     [("backend=worldmodel", "backend=worldmodel needs worldmodel=<run>, and worldmodel= needs backend=worldmodel"),
      ("backend=dream", "backend='dream' is not one of mujoco, worldmodel"),
-     ("executor=ray", "backend=worldmodel needs executor=local")],
+     ("executor=ray", "backend=worldmodel needs executor=local"),
+     ("judge=oracle", "judge='oracle': head or sim, and only with backend=worldmodel"),
+     ("task=pick_place judge=sim", "judge=sim: task pick_place's success depends on objects the arm moves")],
 )  # fmt: skip
 def test_bad_input_is_one_line(override, message, reach_wm_run, capsys, tmp_path):
     from genba.cli import main
@@ -66,7 +68,7 @@ def test_bad_input_is_one_line(override, message, reach_wm_run, capsys, tmp_path
     if override == "backend=worldmodel":
         argv = ["collect", "task=reach", f"out={tmp_path / 'x'}", override]
     else:
-        argv.append(override)
+        argv += override.split()
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
@@ -80,3 +82,18 @@ def test_a_run_without_a_success_head_is_refused_before_any_episode(headless_wm_
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "has no success head" in err, err
     assert not out.exists()
+
+
+def test_judge_sim_collects_with_a_run_without_a_success_head(headless_wm_run, tmp_path, capsys):
+    from genba.cli import main
+
+    out = tmp_path / "sim"
+    summary = run_collect(CollectConfig(task="reach", episodes=2, image_size=64, keep_failed=True, seed=100,
+                                        out=str(out), backend="worldmodel", worldmodel=str(headless_wm_run),
+                                        judge="sim"))  # fmt: skip
+    assert summary["episodes"] == 2 and read_commit(out)["identity"]["judge"] == "sim"
+    assert all(r["synthetic"] for r in read_all_episode_meta(out))
+    capsys.readouterr()
+    assert main(["collect", "task=reach", f"out={tmp_path / 'real'}", "judge=sim"]) == 2  # MuJoCo judges itself
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "only with backend=worldmodel" in err, err
