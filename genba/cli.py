@@ -56,6 +56,12 @@ COMMANDS: dict[str, Command] = {
             "genba.datasets.collect:run_collect",
         ),
         Command(
+            "merge",
+            "merge LeRobotDatasets v3 into one with LeRobot's own merge, keeping genba's per-episode records",
+            "genba.datasets.merge:MergeConfig",
+            "genba.datasets.merge:run_merge",
+        ),
+        Command(
             "viz",
             "log one episode of a LeRobotDataset v3 to Rerun (.rrd file or live viewer)",
             "genba.viz.episode:VizConfig",
