@@ -55,6 +55,11 @@ def run_merge(cfg: MergeConfig) -> dict[str, Any]:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise GenbaError(f"out={out} exists and is not an empty folder; merge into a new one")
     commits = [read_commit(src) for src in sources]
+    for src, c in zip(sources, commits, strict=True):
+        if c is not None and c["checkpoint"]["episodes"] != c["episodes"]:  # lerobot's files lack the logged tail
+            n = c["episodes"] - c["checkpoint"]["episodes"]
+            raise GenbaError(f"data={src}: its last genba collect logged {n} episode(s) it did not finalize; run "
+                             "that command again (it recovers them), then merge")  # fmt: skip
     counts = [_counts(src) for src in sources]
     commit = None
     if all(c is not None for c in commits):

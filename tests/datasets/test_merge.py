@@ -66,3 +66,20 @@ def test_bad_input_is_one_line(two, tmp_path, capsys, data, out, message):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
     assert sorted(p.name for p in two.iterdir()) == before
+
+
+def test_a_source_with_episodes_not_yet_finalized_is_one_line(two, tmp_path, capsys):
+    """A genba collect killed after committing episodes but before finalizing them: lerobot's files lack them."""
+    import shutil
+
+    from genba.datasets.commit import COMMIT_FILE
+
+    killed = tmp_path / "killed"
+    shutil.copytree(two / "a", killed)
+    commit = read_commit(killed)
+    commit["checkpoint"]["episodes"] = 1  # as a run killed between the second episode's commit and its checkpoint
+    (killed / COMMIT_FILE).write_text(json.dumps(commit))
+    assert main(["merge", f"data=[{killed},{two / 'b'}]", f"out={tmp_path / 'x'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "its last genba collect logged 1 episode(s) it did not finalize; run" in err
+    assert not (tmp_path / "x").exists() and read_commit(killed) == commit
