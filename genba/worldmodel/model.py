@@ -308,6 +308,7 @@ class WorldModel(Normalized):
             + cfg.w_state * terms["state"]
             + cfg.w_recon * terms["recon"]
         )
+        prediction = total  # what the frames and joints cost, without the head's and the contrastive terms
         labels = batch.get(keys.NEXT_SUCCESS) if cfg.success_head else None  # (B, T) float, 1 = success after a_t
         if labels is not None:
             terms["success"] = self._success_loss(self._success(h), labels)
@@ -320,10 +321,11 @@ class WorldModel(Normalized):
             terms["rollout_pixel"] = F.mse_loss(pix_r, x[:, c : c + k])
             terms["rollout_latent"] = F.mse_loss(z_r, target_z[:, c : c + k])
             terms["rollout_state"] = F.mse_loss(s_r, s[:, c : c + k])
-            total = total + cfg.w_rollout * (
+            rollout = cfg.w_rollout * (
                 cfg.w_pixel * terms["rollout_pixel"] + cfg.w_latent * terms["rollout_latent"]
                 + cfg.w_state * terms["rollout_state"]
             )  # fmt: skip
+            total, prediction = total + rollout, prediction + rollout
             if labels is not None and cfg.w_success_rollout:  # the head on imagined frames, as the env uses it
                 terms["rollout_success"] = self._success_loss(success_r, labels[:, c - 1 : c + k - 1])
                 total = total + cfg.w_success_rollout * terms["rollout_success"]
@@ -333,6 +335,7 @@ class WorldModel(Normalized):
             same = same_text(list(batch[keys.TASK])).to(img.device)
             terms["contrastive"] = self.backbone.contrastive_loss(img, txt, same)
             total = total + cfg.w_contrastive * terms["contrastive"]
+        terms["prediction"] = prediction
         return total, {name: float(v.detach()) for name, v in terms.items()}
 
     def _success_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

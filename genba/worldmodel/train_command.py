@@ -153,6 +153,9 @@ def build(cfg: TrainWorldModelConfig) -> dict:
     if "min_lr" in train_fields and train_fields["min_lr"] > train_fields["lr"]:
         train_fields["min_lr"] = train_fields["lr"]
     train_fields["warmup"] = min(train_fields.get("warmup", 0), train_fields.get("steps", 1))
+    # best/ keeps the lowest validation `prediction` (frames and joints): the contrastive and success terms overfit
+    # early on small datasets while prediction still improves, and would pick an early checkpoint
+    train_fields.setdefault("select", "prediction")
     train_cfg = TrainConfig(
         out=str(out), seed=cfg.seed, device=cfg.device, resume=cfg.resume, progress=cfg.progress, **train_fields
     )

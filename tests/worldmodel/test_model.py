@@ -54,6 +54,11 @@ def test_loss_is_finite_and_every_part_gets_a_gradient():
     loss, metrics = model.loss(batch())
     assert torch.isfinite(loss)
     assert {"latent", "pixel", "state", "recon", "rollout_pixel", "rollout_state", "contrastive"} <= set(metrics)
+    c, m = model.config, metrics
+    want = sum(getattr(c, f"w_{k}") * m[k] for k in ("latent", "pixel", "state", "recon")) + c.w_rollout * (
+        c.w_pixel * m["rollout_pixel"] + c.w_latent * m["rollout_latent"] + c.w_state * m["rollout_state"])  # fmt: skip
+    assert m["prediction"] == pytest.approx(want, rel=1e-5)  # what best/ is chosen by: no contrastive term
+    assert float(loss) == pytest.approx(want + c.w_contrastive * m["contrastive"], rel=1e-5)
     loss.backward()
     parts = ("backbone.vision", "backbone.text", "tokenizer", "decoder", "vit_in", "blocks", "lat_out", "state_out")
     for part in (*parts, "gate"):

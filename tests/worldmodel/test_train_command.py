@@ -44,6 +44,10 @@ def test_a_run_holds_checkpoints_split_stats_and_summary(tiny_worldmodel_run):
     saved = json.loads((run / "train_summary.json").read_text())
     assert saved["params"] == sum(p.numel() for p in model.parameters()) == summary["params"]
     assert saved["train_seconds"] > 0 and saved["data"] == str(Path(tiny_worldmodel_run["data"]).resolve())
+    # best/ is chosen by the validation loss of the frames and joints, not the total with the contrastive term
+    vals = [r["val"] for r in metrics(run) if "val" in r]
+    assert all(v["prediction"] < v["loss"] for v in vals)
+    assert saved["best_val_loss"] == pytest.approx(min(v["prediction"] for v in vals))
 
 
 def test_trains_on_a_dataset_genba_did_not_write(reacher_dataset, tmp_path):
