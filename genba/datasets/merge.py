@@ -16,6 +16,7 @@ along).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ class MergeConfig:
 
 def run_merge(cfg: MergeConfig) -> dict[str, Any]:
     from genba.datasets.commit import read_commit
-    from genba.datasets.distributed import merge_into
+    from genba.datasets.distributed import check_mergeable, merge_into
 
     sources = [Path(d) for d in cfg.data]
     out = Path(cfg.out)
@@ -60,6 +61,7 @@ def run_merge(cfg: MergeConfig) -> dict[str, Any]:
             n = c["episodes"] - c["checkpoint"]["episodes"]
             raise GenbaError(f"data={src}: its last genba collect logged {n} episode(s) it did not finalize; run "
                              "that command again (it recovers them), then merge")  # fmt: skip
+    check_mergeable(sources)  # before the empty `out` is removed for the rename
     counts = [_counts(src) for src in sources]
     commit = None
     if all(c is not None for c in commits):
@@ -77,8 +79,6 @@ def run_merge(cfg: MergeConfig) -> dict[str, Any]:
 
 
 def _counts(root: Path) -> dict[str, int]:
-    import json
-
     info = json.loads((root / "meta" / "info.json").read_text(encoding="utf-8"))
     return {"episodes": int(info["total_episodes"]), "frames": int(info["total_frames"])}
 
