@@ -24,7 +24,11 @@ an audio encoder (`audio_width` = its text width) when the preset has none, and 
 `speech_voices=[engine:name[:speed[:pitch]], ...]` re-speaks every episode's instruction with those voices too (the
 ones that speak its language), once, before training; each training sample then hears its episode's recording or one
 of these renditions, drawn with the augmentation (validation hears the recordings). One utterance per episode teaches
-an encoder the voices more than the speech (benchmarks/README.md, "Spoken instructions (issue 13)").
+an encoder the voices more than the speech (benchmarks/README.md, "Spoken instructions (issue 13)"), and so does
+`speech_perturb=true` (genba.worldmodel.spoken.perturb_voice: speed, equalizer and masks on every training utterance).
+`speech_init=<run>` starts the speech encoder from a speech-text backbone pre-trained on many voices
+(benchmarks/spoken_retrieval.py's `<out>/run`) or from a world model with speech; its encoder's shape replaces the
+preset's.
 """
 
 from __future__ import annotations
@@ -55,12 +59,20 @@ class TrainPolicyConfig:
         default="tiny", metadata={"help": f"model and schedule preset: {', '.join(PRESETS)}, or a .yaml file of yours"}
     )
     init: str = field(default="", metadata={"help": "world-model run whose backbone starts the VLA's (empty: scratch)"})
+    speech_init: str = field(
+        default="",
+        metadata={"help": "run whose speech encoder starts the VLA's: a speech-text backbone "
+                  "(benchmarks/spoken_retrieval.py) or a world model with speech (empty: scratch)"},
+    )  # fmt: skip
     head: str = field(default="", metadata={"help": "action head: flow or l1 (empty = the preset's, flow)"})
     instruction_modality: str = field(
         default="", metadata={"help": "text, audio (the spoken instruction) or both (empty = the preset's, text)"}
     )
     speech_voices: list[str] = field(
         default_factory=list, metadata={"help": "TTS voices that also speak every episode's instruction (training)"}
+    )
+    speech_perturb: bool = field(
+        default=False, metadata={"help": "also vary each training utterance's voice (speed, equalizer, masks)"}
     )
     w_audio_text: float = field(
         default=-1.0, metadata={"help": "weight of the speech-text contrastive loss (negative = the preset's, 0.5)"}
@@ -119,6 +131,32 @@ def backbone_from(run: str) -> tuple[dict, dict]:
     return dataclasses.asdict(config.backbone), ours
 
 
+AUDIO_FIELDS = ("audio_width", "audio_depth", "audio_heads", "audio_max_seconds", "n_mels")
+AUDIO_PREFIXES = ("audio.", "audio_proj.", "audio_logit_scale", "audio_logit_bias")
+
+
+def speech_from(run: str) -> tuple[dict, dict]:
+    """A run's speech encoder: (its BackboneConfig audio fields, its audio weights keyed as in a Backbone). The run is
+    a speech-text backbone (kind spoken_backbone) or a world model whose backbone has an audio encoder."""
+    import safetensors.torch
+
+    from genba.policies.vla_policy import checkpoint_folder
+    from genba.train.checkpoint import WEIGHTS, read_config
+
+    folder = checkpoint_folder(run)
+    kind, config = read_config(folder)
+    if kind not in ("spoken_backbone", "worldmodel"):
+        raise GenbaError(f"speech_init={run} is a {kind!r} checkpoint; it takes a spoken_backbone or worldmodel run")
+    backbone = config if kind == "spoken_backbone" else config.backbone
+    if not backbone.audio_width:
+        raise GenbaError(f"speech_init={run}: its backbone has no audio encoder (audio_width=0)")
+    prefix = "" if kind == "spoken_backbone" else "backbone."
+    weights = safetensors.torch.load_file(str(folder / WEIGHTS))
+    ours = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+    return ({f: getattr(backbone, f) for f in AUDIO_FIELDS},
+            {k: v for k, v in ours.items() if k.startswith(AUDIO_PREFIXES)})  # fmt: skip
+
+
 def train_seeds(root: Path, episodes: list[int]) -> list[int] | None:
     """The episode seeds genba recorded for `episodes` of a dataset it wrote; None for a foreign dataset."""
     from genba.datasets.commit import read_all_episode_meta
@@ -159,11 +197,15 @@ def episode_speech(root: Path, episodes: int, modality: str, voices: list[str] =
 
 
 def with_speech(
-    batch: dict, speech: list[list[np.ndarray]], rng: np.random.Generator | None = None, bank: list | None = None
+    batch: dict,
+    speech: list[list[np.ndarray]],
+    rng: np.random.Generator | None = None,
+    bank: list | None = None,
+    voice: bool = False,
 ) -> dict:
     """The batch with each sample's episode utterance: observation.audio (B, T) float32, zero-padded, and its pad
     mask (B, T) bool. With a generator and a noise bank: one of the episode's renditions at random, augmented
-    (genba.worldmodel.spoken.augment); without: the episode's recording."""
+    (genba.worldmodel.spoken.augment, with its voice perturbation when `voice`); without: the episode's recording."""
     import torch
 
     from genba.worldmodel.spoken import augment, pad
@@ -172,7 +214,7 @@ def with_speech(
     if rng is None:
         waves = [o[0] for o in options]
     else:
-        waves = [augment(o[int(rng.integers(len(o)))], rng, bank) for o in options]
+        waves = [augment(o[int(rng.integers(len(o)))], rng, bank, voice) for o in options]
     padded, lengths = pad(waves)  # (B, T), (B,)
     mask = torch.arange(padded.shape[1])[None] >= lengths[:, None]
     return {**batch, keys.OBS_AUDIO: padded, keys.pad_key(keys.OBS_AUDIO): mask}
@@ -212,6 +254,12 @@ def build(cfg: TrainPolicyConfig) -> dict:
     if cfg.w_audio_text >= 0:
         model_fields["w_audio_text"] = cfg.w_audio_text
     spoken = model_fields.get("instruction_modality", "text") != "text"
+    if cfg.speech_init and not spoken:
+        raise GenbaError("speech_init= starts the speech encoder of a spoken policy: instruction_modality=audio|both")
+    speech_weights = None
+    if cfg.speech_init:  # its encoder's shape comes with it
+        audio_fields, speech_weights = speech_from(cfg.speech_init)
+        model_fields["backbone"] = {**model_fields["backbone"], **audio_fields}
     if spoken and not model_fields["backbone"].get("audio_width"):  # the speech encoder, as wide as the text's
         model_fields["backbone"] = {**model_fields["backbone"], "audio_width": model_fields["backbone"]["text_width"]}
     extra = [keys.OBS_ENV_STATE] if model_fields.get("w_env_state") or model_fields.get("w_locate") else []
@@ -263,6 +311,14 @@ def build(cfg: TrainPolicyConfig) -> dict:
         if missing or unexpected:
             raise GenbaError(f"init={cfg.init}: its backbone does not fit (missing {missing[:3]}, "
                              f"unexpected {unexpected[:3]})")  # fmt: skip
+    if speech_weights is not None:
+        mine = model.backbone.state_dict()
+        wrong = [k for k, v in speech_weights.items() if k not in mine or mine[k].shape != v.shape]
+        if wrong:  # the projection into the joint space differs when embed_dim does
+            raise GenbaError(f"speech_init={cfg.speech_init}: {wrong[0]} does not fit this backbone "
+                             f"({tuple(speech_weights[wrong[0]].shape)} against "
+                             f"{tuple(mine[wrong[0]].shape) if wrong[0] in mine else 'absent'})")  # fmt: skip
+        model.backbone.load_state_dict(speech_weights, strict=False)
     model.set_stats(stats)
     batch_size = cfg.batch_size or train_fields.pop("batch_size")
     train_fields.pop("batch_size", None)
@@ -282,7 +338,7 @@ def build(cfg: TrainPolicyConfig) -> dict:
     data: Any = ClipBatches(train_ds, batch_size, seed=cfg.seed)
     if speech is not None:  # each sample hears its episode's utterance, augmented (seeded per batch)
         bank = noise_bank(cfg.seed)
-        data = MappedBatches(data, lambda b, rng: with_speech(b, speech, rng, bank), seed=cfg.seed)
+        data = MappedBatches(data, lambda b, rng: with_speech(b, speech, rng, bank, cfg.speech_perturb), seed=cfg.seed)
     if model_cfg.w_locate:  # each sample also asks where one object of its scene is
         queries = scene_queries(full.root)
         data = MappedBatches(data, lambda b, rng: with_queries(b, queries, rng), seed=cfg.seed + 1)
@@ -333,6 +389,7 @@ def run_train_policy(cfg: TrainPolicyConfig) -> dict:
         tasks=parts["tasks"],
         preset=cfg.preset,
         init=cfg.init,
+        speech_init=cfg.speech_init,
         batch_size=parts["batch_size"],
         frames=parts["frames"],
         train_seeds=seed_range,

@@ -9,7 +9,8 @@ on instructions spoken by the offline TTS voices (genba.speech), and speech-to-i
 A model supplies `loss(batch)` to genba.train's one loop; it is a Backbone (checkpoint kind `spoken_backbone`),
 so its audio, text and image weights load into any model built on the same BackboneConfig. Augmentation, drawn
 per epoch from a seeded generator: random gain, up to 0.25 s of leading silence, and half of the utterances mixed
-with synthesized factory noise at 5..30 dB.
+with synthesized factory noise at 5..30 dB; optionally (`voice=True`) speed perturbation, a random equalizer and
+SpecAugment-style masks, which vary what tells one voice from another.
 """
 
 from __future__ import annotations
@@ -99,7 +100,11 @@ def noise_bank(seed: int, clips: int = 16, seconds: float = 10.0) -> list[np.nda
     return [factory_noise(k, int(seconds * SR), SR, seed * 1000 + i) for i, k in enumerate(kinds)]
 
 
-def augment(wave: np.ndarray, rng: np.random.Generator, bank: list[np.ndarray]) -> np.ndarray:
+def augment(wave: np.ndarray, rng: np.random.Generator, bank: list[np.ndarray], voice: bool = False) -> np.ndarray:
+    """(T,) float32 -> (T',) float32: leading silence, factory noise for half, random gain; with `voice`, first
+    `perturb_voice` (another speaker's rate, vocal tract and channel)."""
+    if voice:
+        wave = perturb_voice(wave, rng)
     wave = np.concatenate([np.zeros(int(rng.integers(0, SR // 4)), np.float32), wave])
     if rng.random() < 0.5:
         clip = bank[int(rng.integers(len(bank)))]
@@ -109,8 +114,38 @@ def augment(wave: np.ndarray, rng: np.random.Generator, bank: list[np.ndarray]) 
     return (wave * rng.uniform(0.3, 1.5)).astype(np.float32)
 
 
-def batches(corpus: list[Utterance], batch_size: int, seed: int = 0) -> Callable[[int], Iterator[dict]]:
-    """data(epoch) for genba.train: the corpus shuffled and augmented from (seed, epoch), in full batches."""
+def perturb_voice(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(T,) -> (T',): what changes from one speaker or engine to the next, drawn at random.
+    - speed perturbation (Ko et al. 2015): resampled by a factor in [0.85, 1.15], which moves tempo, pitch and
+      formants together, like a longer or shorter vocal tract;
+    - a random smooth equalizer (+-6 dB at 8 log-spaced frequencies), a channel and timbre;
+    - SpecAugment's masks (Park et al. 2019) on the waveform: one frequency band (up to 1/8 of the spectrum) removed
+      with probability 1/2, and up to two stretches of up to 0.1 s silenced."""
+    factor = float(rng.uniform(0.85, 1.15))
+    n = max(2, round(wave.size / factor))
+    wave = np.interp(np.linspace(0, wave.size - 1, n), np.arange(wave.size), wave).astype(np.float32)
+    spec = np.fft.rfft(wave)  # (n // 2 + 1,)
+    freqs = np.fft.rfftfreq(n, 1 / SR)
+    anchors = np.geomspace(100, SR / 2, 8)
+    gain_db = np.interp(np.log(np.maximum(freqs, 100)), np.log(anchors), rng.uniform(-6, 6, anchors.size))
+    spec *= 10 ** (gain_db / 20)
+    if rng.random() < 0.5:
+        width = int(rng.integers(1, spec.size // 8 + 2))
+        lo = int(rng.integers(0, spec.size - width))
+        spec[lo : lo + width] = 0
+    wave = np.fft.irfft(spec, n).astype(np.float32)
+    for _ in range(int(rng.integers(0, 3))):
+        length = int(rng.integers(0, SR // 10))
+        start = int(rng.integers(0, max(1, wave.size - length)))
+        wave[start : start + length] = 0
+    return wave
+
+
+def batches(
+    corpus: list[Utterance], batch_size: int, seed: int = 0, voice: bool = False
+) -> Callable[[int], Iterator[dict]]:
+    """data(epoch) for genba.train: the corpus shuffled and augmented from (seed, epoch), in full batches; `voice`
+    adds `perturb_voice`."""
 
     bank = noise_bank(seed)
 
@@ -119,7 +154,7 @@ def batches(corpus: list[Utterance], batch_size: int, seed: int = 0) -> Callable
         order = rng.permutation(len(corpus))
         for start in range(0, len(order) - batch_size + 1, batch_size):
             chosen = [corpus[i] for i in order[start : start + batch_size]]
-            waves, lengths = pad([augment(u.wave, rng, bank) for u in chosen])
+            waves, lengths = pad([augment(u.wave, rng, bank, voice) for u in chosen])
             yield {"waves": waves, "lengths": lengths, "texts": [u.text for u in chosen]}
 
     return data

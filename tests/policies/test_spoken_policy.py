@@ -215,3 +215,38 @@ def test_a_served_audio_policy_hears_the_loop_through_the_server(spoken_runs):
         stats = served.server.summary()
     assert episode.steps > 0 and episode.errors == 0 and episode.requests >= 1
     assert stats["errors"] == 0
+
+
+def test_speech_init_starts_the_encoder_from_a_speech_text_backbone(spoken_runs, tmp_path):
+    import safetensors.torch
+    import torch
+
+    from genba.train.checkpoint import save_checkpoint
+    from genba.worldmodel.backbone import BackboneConfig
+    from genba.worldmodel.spoken import SpokenBackbone
+
+    data = str(spoken_runs["data"])
+    vla = json.loads((spoken_runs["root"] / "both" / "last" / "config.json").read_text())["backbone"]
+    torch.manual_seed(7)  # a pre-trained encoder of another shape than the VLA's own (depth 1, 2 heads)
+    bb = BackboneConfig(**{**vla, "audio_width": 64, "audio_depth": 1, "audio_heads": 2})
+    save_checkpoint(tmp_path / "speech" / "last", SpokenBackbone(bb))
+    cfg = TrainPolicyConfig(data=data, out=str(tmp_path / "s"), instruction_modality="both", batch_size=4,
+                            val_fraction=0.25, speech_init=str(tmp_path / "speech"), progress=False)  # fmt: skip
+    model = build(cfg)["model"]
+    assert (model.config.backbone.audio_width, model.config.backbone.audio_depth) == (64, 1)
+    mine = model.backbone.state_dict()
+    saved = safetensors.torch.load_file(str(tmp_path / "speech" / "last" / "model.safetensors"))
+    audio = [k for k in saved if k.startswith("audio")]
+    assert len(audio) > 10 and all(torch.equal(mine[k], saved[k]) for k in audio)
+    assert not torch.equal(mine["audio.pos"], SpokenBackbone(bb).state_dict()["audio.pos"])  # not any fresh draw
+    with pytest.raises(GenbaError, match="starts the speech encoder of a spoken policy"):
+        build(TrainPolicyConfig(data=data, out=str(tmp_path / "t"), speech_init=str(tmp_path / "speech"),
+                                progress=False))  # fmt: skip
+    with pytest.raises(GenbaError, match="is a 'vla' checkpoint; it takes a spoken_backbone or worldmodel run"):
+        build(TrainPolicyConfig(data=data, out=str(tmp_path / "u"), instruction_modality="audio",
+                                speech_init=str(spoken_runs["root"] / "audio"), progress=False))  # fmt: skip
+    small = BackboneConfig(**{**vla, "audio_width": 64, "audio_depth": 1, "audio_heads": 2, "embed_dim": 64})
+    save_checkpoint(tmp_path / "narrow" / "last", SpokenBackbone(small))
+    with pytest.raises(GenbaError, match=r"audio_proj\.(weight|bias) does not fit this backbone"):
+        build(TrainPolicyConfig(data=data, out=str(tmp_path / "v"), instruction_modality="audio",
+                                speech_init=str(tmp_path / "narrow"), progress=False))  # fmt: skip

@@ -1,6 +1,7 @@
 """The backbone's audio encoder: no audio parameters unless asked (earlier checkpoints load), padding does not change
 an utterance's embedding, and co-training with the text encoder through genba.train's loop learns to tell spoken
-instructions apart (loss falls, retrieval on what it heard beats chance)."""
+instructions apart (loss falls, retrieval on what it heard beats chance); the voice perturbation is seeded and stays
+within its ranges."""
 
 from __future__ import annotations
 
@@ -12,7 +13,16 @@ from genba.errors import GenbaError
 from genba.speech import Voice
 from genba.train.loop import TrainConfig, train
 from genba.worldmodel.backbone import Backbone, BackboneConfig
-from genba.worldmodel.spoken import SpokenBackbone, batches, instructions, pad, retrieval_r1, speak_corpus
+from genba.worldmodel.spoken import (
+    SR,
+    SpokenBackbone,
+    batches,
+    instructions,
+    pad,
+    perturb_voice,
+    retrieval_r1,
+    speak_corpus,
+)
 
 TINY = dict(image_size=32, patch_size=16, width=32, depth=1, heads=2, text_width=32, text_depth=1, text_heads=2,
             embed_dim=32)  # fmt: skip
@@ -72,3 +82,23 @@ def test_the_tokens_marked_valid_stop_where_the_encoder_stops_reading() -> None:
     assert valid.shape == tokens.shape[:2] and valid.dtype == torch.bool
     counts = valid.sum(1).tolist()
     assert counts[0] == counts[1] > counts[2] >= 1  # what lies past the limit is never read, so never valid
+
+
+def test_voice_perturbation_is_seeded_and_bounded() -> None:
+    t = np.arange(SR) / SR
+    wave = (0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)  # 1 s at 440 Hz
+    outs = [perturb_voice(wave, np.random.default_rng(seed)) for seed in (0, 0, 1)]
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert not np.array_equal(outs[0], outs[2])
+    peaks = []
+    for out in outs:
+        assert out.dtype == np.float32 and np.isfinite(out).all()
+        assert SR / 1.15 - 1 <= out.size <= SR / 0.85 + 1  # speed factor in [0.85, 1.15]
+        spectrum = np.abs(np.fft.rfft(out))
+        peaks.append(np.argmax(spectrum) * SR / out.size)  # the tone moves with the speed factor
+    assert all(440 * 0.85 - 5 <= p <= 440 * 1.15 + 5 for p in peaks), peaks
+    assert len({round(p) for p in peaks[1:]}) == 2, peaks  # two seeds, two speeds
+    corpus = speak_corpus(["pick"], "en", [Voice.parse("espeak:en-us")]) * 2  # one synthesis: espeak-ng has state
+    again = next(batches(corpus, 2, seed=3)(0))
+    torch.testing.assert_close(next(batches(corpus, 2, seed=3)(0))["waves"], again["waves"])
+    assert not torch.equal(next(batches(corpus, 2, seed=3, voice=True)(0))["lengths"], again["lengths"])
