@@ -167,10 +167,15 @@ def train_seeds(root: Path, episodes: list[int]) -> list[int] | None:
     return sorted(int(records[e]["seed"]) for e in episodes if e < len(records) and "seed" in records[e])
 
 
-def episode_speech(root: Path, episodes: int, modality: str, voices: list[str] = ()) -> list[list[np.ndarray]]:
+def episode_speech(
+    root: Path, episodes: int, modality: str, voices: list[str] = (), progress: bool = False
+) -> list[list[np.ndarray]]:
     """Every episode's spoken instruction (float32 (T,) at 16 kHz), from genba's per-episode audio, then the same
     instruction spoken by each of `voices` that speaks its language: [[recording, *renditions] per episode]; one line
-    naming the first episode without a recording."""
+    naming the first episode without a recording. `progress`: a bar on stderr (a neural voice takes about a second
+    per instruction on a CPU)."""
+    from tqdm import tqdm
+
     from genba.datasets.commit import read_episode_audio, read_episode_meta
     from genba.speech import Voice, synthesize
     from genba.speech.tts import resample
@@ -178,7 +183,8 @@ def episode_speech(root: Path, episodes: int, modality: str, voices: list[str] =
     extra = [Voice.parse(v) for v in voices]
     spoken: dict[tuple[str, str, str], np.ndarray] = {}  # (text, lang, voice) -> wave: instructions repeat
     out = []
-    for e in range(episodes):
+    bar = tqdm(range(episodes), desc="speech", unit="episode", disable=not (progress and extra), leave=False)
+    for e in bar:
         found = read_episode_audio(root, e)
         if found is None:
             raise GenbaError(f"instruction_modality={modality} needs each episode's spoken instruction, and episode "
@@ -282,7 +288,7 @@ def build(cfg: TrainPolicyConfig) -> dict:
     if cfg.speech_voices and not spoken:
         raise GenbaError("speech_voices= re-speaks instructions for a spoken policy: instruction_modality=audio|both")
     if spoken:
-        speech = episode_speech(full.root, n_eps, model_fields["instruction_modality"], cfg.speech_voices)
+        speech = episode_speech(full.root, n_eps, model_fields["instruction_modality"], cfg.speech_voices, cfg.progress)
     stats = compute_stats(train_ds, images=False)
     feats = full.meta.features
     video_key = next(iter(full.cameras.values()))
