@@ -24,6 +24,9 @@ from genba.worldmodel.spoken import SpokenBackbone, retrieval_r1, speak_corpus
 def main(argv: list[str]) -> dict:
     opts = {"run": "", "data": "", "per_lang": "40", "voices_en": "espeak:en-us", "voices_ja": "openjtalk:mei",
             "held_out": "kokoro:jm_kumo", "threads": "1"}  # fmt: skip
+    if {"-h", "--help"} & set(argv):
+        print(__doc__)
+        raise SystemExit(0)
     given = dict(arg.partition("=")[::2] for arg in argv)
     if set(given) - set(opts):
         raise SystemExit(f"unknown keys {sorted(set(given) - set(opts))} (keys: {', '.join(opts)})")

@@ -88,6 +88,9 @@ def main(argv: list[str]) -> dict:
     opts = {"task": "reach", "steps": "1500", "batch": "64", "width": "128", "depth": "2", "lr": "1e-3", "seed": "0",
             "out": "outputs/spoken", "cache": "outputs/spoken/corpus", "threads": "1", "protocol": "voice",
             "synth_only": "0", "voice_aug": "0"}  # fmt: skip
+    if {"-h", "--help"} & set(argv):
+        print(__doc__)
+        raise SystemExit(0)
     for arg in argv:
         key, _, value = arg.partition("=")
         if key not in opts:
