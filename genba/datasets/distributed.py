@@ -39,12 +39,16 @@ node mounts at the same path (NFS, a cluster file system), and every node needs 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import itertools
 import json
 import os
 import shutil
 import sys
 import time
+import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -270,6 +274,22 @@ def check_mergeable(roots: list[Path]) -> None:
                     raise GenbaError(f"cannot merge {a} and {b}: feature {name} has {part} {x} vs {y}")
 
 
+@contextlib.contextmanager
+def _quiet_tqdm(module: Any) -> Iterator[None]:
+    """`module`'s own tqdm bars (it calls `tqdm.tqdm(...)`) disabled while inside; nothing else's."""
+    import tqdm
+
+    original = getattr(module, "tqdm", None)
+    if original is not tqdm:  # lerobot changed how it imports tqdm: leave its bars alone
+        yield
+        return
+    module.tqdm = types.SimpleNamespace(tqdm=functools.partial(tqdm.tqdm, disable=True))
+    try:
+        yield
+    finally:
+        module.tqdm = original
+
+
 def merge_into(sources: list[Path], out: Path, commit: dict | None = None) -> None:
     """Merge LeRobotDatasets with lerobot's aggregate_datasets into `out` (replaced atomically when it exists).
 
@@ -277,7 +297,7 @@ def merge_into(sources: list[Path], out: Path, commit: dict | None = None) -> No
     with the sources' per-episode metadata renumbered, so that the result is a genba dataset; None for a plain merge.
     """
     import av
-    from lerobot.datasets.aggregate import aggregate_datasets
+    from lerobot.datasets import aggregate
     from lerobot.utils.utils import SuppressProgressBars
 
     from genba.datasets.writer import _commit_checkpoint, repo_id_for
@@ -286,8 +306,8 @@ def merge_into(sources: list[Path], out: Path, commit: dict | None = None) -> No
     av.logging.set_libav_level(av.logging.ERROR)  # FFmpeg's note per mp4 rewritten ("moving the moov atom")
     staging = out.parent / f".{out.name}.genba-merging"
     shutil.rmtree(staging, ignore_errors=True)
-    with SuppressProgressBars():
-        aggregate_datasets(
+    with SuppressProgressBars(), _quiet_tqdm(aggregate):  # its own bars would interleave with ours
+        aggregate.aggregate_datasets(
             repo_ids=[repo_id_for(s) for s in sources], aggr_repo_id=repo_id_for(out), roots=list(sources),
             aggr_root=staging,
         )  # fmt: skip

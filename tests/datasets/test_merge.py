@@ -1,5 +1,6 @@
 """`genba merge`: two genba datasets as one by LeRobot's own merge, lerobot loads every episode, genba's records come
-along renumbered; a source with other features, and other bad input, is one line and leaves no folder."""
+along renumbered, lerobot's own progress bars stay quiet; a source with other features, and other bad input, is one
+line and leaves no folder."""
 
 import json
 
@@ -21,13 +22,16 @@ def two(tmp_path_factory):
     return root
 
 
-def test_merged_dataset_loads_with_every_episode_and_genbas_records(two):
+def test_merged_dataset_loads_with_every_episode_and_genbas_records(two, capfd):
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     from genba.datasets.writer import repo_id_for
 
     out = two / "ab"
+    capfd.readouterr()
     assert main(["merge", f"data=[{two / 'a'},{two / 'b'}]", f"out={out}"]) == 0
+    err = capfd.readouterr().err
+    assert "Copy data and videos" not in err and "Validate all meta data" not in err, err  # lerobot's bars stay quiet
     summary = json.loads((two / "ab.merge.json").read_text())
     assert (summary["episodes"], summary["genba_records"]) == (5, True)
     ds = LeRobotDataset(repo_id_for(out), root=out)
