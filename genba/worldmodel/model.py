@@ -20,8 +20,10 @@ Pixels of a predicted frame are `D(z_hat) + g * (x_ref - D(z_ref))` (decode_resi
 last real frame: the decoder's error on it is carried over, so the static scene stays exact and the capacity goes to
 what moves; the gate g = 2 sigmoid(w . (z_hat - z_ref)^2) per patch (1 at initialization) learns to drop the carried
 detail where a patch changed. Losses: teacher-forced next-latent, next-pixel and next-state errors, the tokenizer's
-reconstruction, a multi-step rollout loss (rollout_steps frames predicted autoregressively from context_frames real
-ones, each fed the previous prediction), and the backbone's SigLIP loss between the first frame and the instruction.
+reconstruction, a multi-step rollout loss (rollout_steps frames predicted autoregressively from rollout_context real
+ones, context_frames by default, each fed the previous prediction), and the backbone's SigLIP loss between the first
+frame and the instruction. From one real frame (`rollout_context: 1`) the rollout sees no motion to extrapolate and
+must take it from the actions.
 
 `rollout` runs autoregressively with a per-layer `FrameKVCache`: one frame's tokens per step, constant memory.
 States and actions enter in raw units; the model normalizes them with buffers saved in its weights (`set_stats`).
@@ -72,6 +74,7 @@ class WorldModelConfig:
     context_frames: int = 2  # real frames before a rollout (training's rollout loss and evaluation's default)
     clip_frames: int = 8  # T: frames per training clip
     rollout_steps: int = 4  # frames predicted autoregressively in the rollout loss
+    rollout_context: int = 0  # real frames the rollout loss starts from (0 = context_frames); 1 = no motion seen
     action_adaln: bool = False  # also scale and shift every token's norms by its frame's action (AdaLN-Zero)
     text_ngrams: int = 0  # buckets of hashed byte n-grams read as the instruction (byte transformer frozen); 0 = none
     decode_residual: bool = True
@@ -100,15 +103,22 @@ class WorldModelConfig:
             raise GenbaError(f"width={self.width} / heads={self.heads} must be a head size of 32, 64 or 128")
         if self.context_frames < 1 or self.clip_frames < 2:
             raise GenbaError(f"context_frames={self.context_frames} >= 1 and clip_frames={self.clip_frames} >= 2")
-        if self.rollout_steps and self.context_frames + self.rollout_steps > self.clip_frames:
+        if self.rollout_context < 0:
+            raise GenbaError(f"rollout_context={self.rollout_context} must be >= 0 (0 = context_frames)")
+        if self.rollout_steps and self.rollout_start + self.rollout_steps > self.clip_frames:
             raise GenbaError(
-                f"context_frames + rollout_steps = {self.context_frames + self.rollout_steps} exceeds "
+                f"rollout_context + rollout_steps = {self.rollout_start + self.rollout_steps} exceeds "
                 f"clip_frames={self.clip_frames}"
             )
         if self.text_ngrams < 0:
             raise GenbaError(f"text_ngrams={self.text_ngrams} must be >= 0")
         if self.frame_window is not None and self.frame_window < 1:
             raise GenbaError(f"frame_window={self.frame_window} must be None or >= 1")
+
+    @property
+    def rollout_start(self) -> int:
+        """Real frames before the rollout loss's first prediction."""
+        return self.rollout_context or self.context_frames
 
     @property
     def image_size(self) -> int:
@@ -314,7 +324,7 @@ class WorldModel(Normalized):
             terms["success"] = self._success_loss(self._success(h), labels)
             total = total + cfg.w_success * terms["success"]
         if cfg.rollout_steps and cfg.w_rollout:
-            c, k = cfg.context_frames, cfg.rollout_steps
+            c, k = cfg.rollout_start, cfg.rollout_steps
             z_r, s_r, pix_r, success_r = self._rollout(
                 x[:, :c], z[:, :c], vit[:, :c], s[:, :c], a[:, : c + k - 1], text, k
             )  # success_r (B, K): after actions c-1 .. c+k-2

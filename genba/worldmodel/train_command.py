@@ -7,7 +7,8 @@
 The cameras (every video feature, or `cameras=`), the state and action sizes and the fps come from the dataset.
 Episodes are split into train and validation once (`<out>/split.json`, seeded; reused on resume); normalization
 statistics of the state and action come from the training episodes only. The presets (genba/worldmodel/presets/
-<name>.yaml) hold the model's shape and the schedule; steps=, batch_size=, lr= override them. The run folder gets
+<name>.yaml) hold the model's shape and the schedule; steps=, batch_size=, lr=, frame_window=, rollout_steps= and
+rollout_context= override them. The run folder gets
 the training loop's metrics.jsonl, last/ and best/ checkpoints (safetensors + JSON) and train_summary.json.
 
 The success head (what the world-model env ends episodes on, genba.worldmodel.env) trains when the data has success
@@ -49,6 +50,12 @@ class TrainWorldModelConfig:
     state_key: str = field(default=keys.OBS_STATE, metadata={"help": "proprioceptive state feature"})
     action_key: str = field(default=keys.ACTION, metadata={"help": "action feature"})
     frame_window: int = field(default=-1, metadata={"help": "frames each frame attends to (-1 = preset, 0 = all)"})
+    rollout_steps: int = field(
+        default=-1, metadata={"help": "frames the rollout loss predicts autoregressively (-1 = preset, 0 = no loss)"}
+    )
+    rollout_context: int = field(
+        default=-1, metadata={"help": "real frames the rollout loss starts from (-1 = preset, 0 = context_frames)"}
+    )
     backend: str = field(default="auto", metadata={"help": "attention backend: auto, sdpa, flex, triton, reference"})
     val_fraction: float = field(default=0.1, metadata={"help": "share of episodes held out for validation"})
     split_seed: int = field(default=0, metadata={"help": "seed of the train/validation split"})
@@ -79,6 +86,9 @@ class TrainWorldModelConfig:
                 raise GenbaError(f"{name}={getattr(self, name)} must be >= 0")
         if self.lr < 0 or self.frame_window < -1:
             raise GenbaError(f"lr={self.lr} must be >= 0 and frame_window={self.frame_window} >= -1")
+        for name in ("rollout_steps", "rollout_context"):
+            if getattr(self, name) < -1:
+                raise GenbaError(f"{name}={getattr(self, name)} must be >= -1 (-1 = the preset's)")
 
 
 def load_preset(name: str, folder: Path = PRESET_DIR) -> dict:
@@ -143,6 +153,9 @@ def build(cfg: TrainWorldModelConfig) -> dict:
     )
     if cfg.frame_window >= 0:
         model_fields["frame_window"] = cfg.frame_window or None
+    for name in ("rollout_steps", "rollout_context"):
+        if getattr(cfg, name) >= 0:
+            model_fields[name] = getattr(cfg, name)
     model_cfg = WorldModelConfig(**model_fields)
     torch.manual_seed(cfg.seed)  # the initial weights (the loop re-seeds for the data and the rest)
     model = WorldModel(model_cfg)
