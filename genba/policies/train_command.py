@@ -28,7 +28,7 @@ an encoder the voices more than the speech (benchmarks/README.md, "Spoken instru
 `speech_perturb=true` (genba.worldmodel.spoken.perturb_voice: speed, equalizer and masks on every training utterance).
 `speech_init=<run>` starts the speech encoder from a speech-text backbone pre-trained on many voices
 (benchmarks/spoken_retrieval.py's `<out>/run`) or from a world model with speech; its encoder's shape replaces the
-preset's.
+preset's, and with init= it replaces the speech encoder of the init= world model (the rest of its backbone is kept).
 """
 
 from __future__ import annotations
@@ -266,6 +266,8 @@ def build(cfg: TrainPolicyConfig) -> dict:
     if cfg.speech_init:  # its encoder's shape comes with it
         audio_fields, speech_weights = speech_from(cfg.speech_init)
         model_fields["backbone"] = {**model_fields["backbone"], **audio_fields}
+        if init_weights is not None:  # speech_init= supersedes the speech encoder an init= world model may hold
+            init_weights = {k: v for k, v in init_weights.items() if not k.startswith(AUDIO_PREFIXES)}
     if spoken and not model_fields["backbone"].get("audio_width"):  # the speech encoder, as wide as the text's
         model_fields["backbone"] = {**model_fields["backbone"], "audio_width": model_fields["backbone"]["text_width"]}
     extra = [keys.OBS_ENV_STATE] if model_fields.get("w_env_state") or model_fields.get("w_locate") else []

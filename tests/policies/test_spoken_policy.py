@@ -217,12 +217,13 @@ def test_a_served_audio_policy_hears_the_loop_through_the_server(spoken_runs):
     assert stats["errors"] == 0
 
 
-def test_speech_init_starts_the_encoder_from_a_speech_text_backbone(spoken_runs, tmp_path):
+def test_speech_init_starts_the_encoder_from_a_speech_text_backbone_also_beside_init(spoken_runs, tmp_path):
     import safetensors.torch
     import torch
 
     from genba.train.checkpoint import save_checkpoint
     from genba.worldmodel.backbone import BackboneConfig
+    from genba.worldmodel.model import WorldModel, WorldModelConfig
     from genba.worldmodel.spoken import SpokenBackbone
 
     data = str(spoken_runs["data"])
@@ -245,6 +246,15 @@ def test_speech_init_starts_the_encoder_from_a_speech_text_backbone(spoken_runs,
     with pytest.raises(GenbaError, match="is a 'vla' checkpoint; it takes a spoken_backbone or worldmodel run"):
         build(TrainPolicyConfig(data=data, out=str(tmp_path / "u"), instruction_modality="audio",
                                 speech_init=str(spoken_runs["root"] / "audio"), progress=False))  # fmt: skip
+    shape = dict(cameras=["front"], latent_dim=8, decoder_hidden=16, width=64, depth=1, heads=2)
+    wm = WorldModel(WorldModelConfig(backbone=BackboneConfig(**vla), **shape))  # with speech of the VLA's own shape
+    save_checkpoint(tmp_path / "wm" / "last", wm)
+    both = build(TrainPolicyConfig(data=data, out=str(tmp_path / "w"), instruction_modality="both", batch_size=4,
+                                   val_fraction=0.25, init=str(tmp_path / "wm"), speech_init=str(tmp_path / "speech"),
+                                   progress=False))["model"]  # fmt: skip
+    mine, theirs = both.backbone.state_dict(), wm.backbone.state_dict()
+    assert both.config.backbone.audio_width == 64 and all(torch.equal(mine[k], saved[k]) for k in audio)
+    assert all(torch.equal(mine[k], v) for k, v in theirs.items() if not k.startswith("audio"))  # the rest from init=
     small = BackboneConfig(**{**vla, "audio_width": 64, "audio_depth": 1, "audio_heads": 2, "embed_dim": 64})
     save_checkpoint(tmp_path / "narrow" / "last", SpokenBackbone(small))
     with pytest.raises(GenbaError, match=r"audio_proj\.(weight|bias) does not fit this backbone"):
