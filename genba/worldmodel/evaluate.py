@@ -20,6 +20,8 @@ from the context with the true actions; at each horizon H its H-th predicted fra
   true actions minus that with the others, `controllability_state@H` the state MAE with the others minus that with
   the true ones; positive = the actions matter. H = 8 when 8 is a horizon, else the largest (the key says which);
   null when there is a single window.
+- `per_window`: each window's episode, first frame and errors (per camera `mse@H`, `state_mae@H`, the baselines' and
+  the controllability rollout's), so that two runs on the same held-out episodes can be compared as pairs.
 - `retrieval_r1`: image-to-instruction R@1 per language ("ja" = has kana or CJK ideographs): every window's first
   frame (all cameras) against the distinct instructions of that language's episodes; chance = 1 / distinct
   instructions; `n_en`, `n_ja` count the windows; null for a language without episodes.
@@ -303,6 +305,13 @@ def summarize(metrics: dict[str, list[float]], cameras: list[str], horizons: lis
     return summary
 
 
+def per_window(windows: list[tuple[int, int]], metrics: dict[str, list[float]]) -> dict[str, Any]:
+    """Each window's episode, first frame and errors (the `mse` and `state_mae` metrics, `control/` ones included),
+    in window order: two runs evaluated on the same windows can be compared window by window, or episode by episode."""
+    errors = {name: values for name, values in metrics.items() if "/mse" in name or "state_mae" in name}
+    return {"episode": [e for e, _ in windows], "start": [t for _, t in windows], "metrics": errors}
+
+
 # ---- the recording ---------------------------------------------------------------------------------------------
 
 
@@ -504,6 +513,7 @@ def run_eval_worldmodel(cfg: EvalWorldModelConfig) -> dict[str, Any]:
     summary: dict[str, Any] = {
         **summarize(metrics, list(ds.cameras), horizons, hc),
         "retrieval_r1": retrieval_r1(torch.cat(image_emb), torch.cat(text_emb), tasks),
+        "per_window": per_window(windows, metrics),
         "episodes": len(firsts), "val_episodes": len(val), "windows": len(windows),
         "context_frames": context, "horizons": horizons, "train_seconds": trained.get("train_seconds"),
         "params": trained.get("params", sum(p.numel() for p in model.parameters())),

@@ -21,6 +21,7 @@ from genba.worldmodel.evaluate import (
     mse,
     other_episode,
     psnr,
+    psnr_of_mse,
     retrieval_r1,
     run_eval_worldmodel,
     score_batch,
@@ -291,6 +292,14 @@ def test_eval_worldmodel_on_a_trained_run(tiny_worldmodel_run: dict, tmp_path: P
     for lang in ("en", "ja"):
         assert (r[lang] is None) == (r[f"n_{lang}"] == 0)
     assert summary["params"] > 0 and summary["train_seconds"] is not None
+    pw = summary["per_window"]  # the windows' own errors, from which the summary's figures follow
+    assert len(pw["episode"]) == len(pw["start"]) == summary["windows"] and set(pw["episode"]) == set(split["val"])
+    for cam in cams:
+        assert len(pw["metrics"][f"{cam}/mse@8"]) == summary["windows"]
+        assert psnr_of_mse(sum(pw["metrics"][f"{cam}/mse@8"]) / summary["windows"]) == pytest.approx(
+            summary["per_camera"][cam]["psnr@8"]
+        )
+    assert sum(pw["metrics"]["state_mae@8"]) / summary["windows"] == pytest.approx(summary["state_mae@8"])
     json.dumps(summary)  # the CLI writes it as JSON
 
     rrd = read_rrd(summary["rrd"])
