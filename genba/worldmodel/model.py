@@ -107,8 +107,8 @@ class WorldModelConfig:
             raise GenbaError(f"rollout_context={self.rollout_context} must be >= 0 (0 = context_frames)")
         if self.rollout_steps and self.rollout_start + self.rollout_steps > self.clip_frames:
             raise GenbaError(
-                f"rollout_context + rollout_steps = {self.rollout_start + self.rollout_steps} exceeds "
-                f"clip_frames={self.clip_frames}"
+                f"the rollout loss's {self.rollout_start} real frames (rollout_context, 0 = context_frames) + "
+                f"rollout_steps={self.rollout_steps} exceed clip_frames={self.clip_frames}"
             )
         if self.text_ngrams < 0:
             raise GenbaError(f"text_ngrams={self.text_ngrams} must be >= 0")
