@@ -189,7 +189,7 @@ def test_config_errors_are_one_line():
         small_config(width=96, heads=2)
     with pytest.raises(GenbaError, match="at least one camera"):
         small_config(cameras=[])
-    with pytest.raises(GenbaError, match="exceeds"):
+    with pytest.raises(GenbaError, match="rollout_steps=6 exceed clip_frames"):
         small_config(rollout_steps=6)
     with pytest.raises(GenbaError, match="multiple of patch_size"):
         BackboneConfig(image_size=40, patch_size=16)
