@@ -19,7 +19,8 @@ from the context with the true actions; at each horizon H its H-th predicted fra
   actions kept; with one validation episode, another window of it): `controllability_dpsnr@H` is the PSNR with the
   true actions minus that with the others, `controllability_state@H` the state MAE with the others minus that with
   the true ones; positive = the actions matter. H = 8 when 8 is a horizon, else the largest (the key says which);
-  null when there is a single window.
+  null when there is a single window. `per_camera` has each camera's `controllability_dpsnr@H` (their mean is the
+  top-level one): a wrist camera that moves with the arm and a fixed one that sees it can differ.
 - `per_window`: each window's episode, first frame and errors (per camera `mse@H`, `state_mae@H`, the baselines' and
   the controllability rollout's), so that two runs on the same held-out episodes can be compared as pairs.
 - `retrieval_r1`: image-to-instruction R@1 per language ("ja" = has kana or CJK ideographs): every window's first
@@ -302,6 +303,9 @@ def summarize(metrics: dict[str, list[float]], cameras: list[str], horizons: lis
     other_psnr = float(np.mean([psnr_of_mse(mean[f"control/{cam}/mse"]) for cam in cameras])) if control else 0.0
     summary[f"controllability_dpsnr@{hc}"] = summary[f"psnr@{hc}"] - other_psnr if control else None
     summary[f"controllability_state@{hc}"] = mean["control/state_mae"] - summary[f"state_mae@{hc}"] if control else None
+    for cam in cameras if control else []:  # which camera's frames follow the actions
+        other = psnr_of_mse(mean[f"control/{cam}/mse"])
+        summary["per_camera"][cam][f"controllability_dpsnr@{hc}"] = summary["per_camera"][cam][f"psnr@{hc}"] - other
     return summary
 
 

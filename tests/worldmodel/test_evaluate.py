@@ -194,9 +194,35 @@ def test_score_batch_measures_the_right_frames_and_controllability() -> None:
     assert s["controllability_state@8"] > 0.1 and s["controllability_dpsnr@8"] == pytest.approx(0.0)
     assert set(s["per_camera"]) == {"front", "wrist"} and set(s["per_camera"]["front"]) == {
         f"{w}@{h}" for w in ("psnr", "psnr_frames", "ssim") for h in horizons
-    }
+    } | {"controllability_dpsnr@8"}
     assert set(s["const_velocity"]) == {f"state_mae@{h}" for h in horizons}
     assert s["copy_last"]["psnr@3"] == pytest.approx(10 * math.log10(1 / (30 / 255) ** 2), abs=1e-3)
+
+
+class FrontFollowsActions(ActionModel):
+    """Like ActionModel, but its front camera shows the first action's running sum (grey level 100 + 20 x sum):
+    the front frames follow the actions, the wrist frames do not."""
+
+    def rollout(self, images, state, actions, task, horizon):
+        out = super().rollout(images, state, actions, task, horizon)
+        c = state.shape[1]
+        level = (100 + 20 * actions[:, c - 1 : c - 1 + horizon, 0].cumsum(1)).clamp(0, 255)  # (B, K)
+        front = level.round().to(torch.uint8).view(*level.shape, 1, 1, 1).expand_as(out["images"]["front"])
+        out["images"]["front"] = front.clone()
+        return out
+
+
+def test_each_camera_reports_how_much_its_frames_follow_the_actions() -> None:
+    images, state, actions, task = windows_batch(b=4, seed=2)
+    c, k = 2, 8
+    level = (100 + 20 * actions[:, c - 1 : c - 1 + k, 0].cumsum(1)).clamp(0, 255).round().to(torch.uint8)
+    images["front"][:, c:] = level.view(4, k, 1, 1, 1)  # the real front frames are what the true actions give
+    m = score_batch(FrontFollowsActions(), images, state, actions, task, context=c, horizons=[1, 8],
+                    other_actions=actions.roll(1, 0))  # fmt: skip
+    s = summarize({name: v.tolist() for name, v in m.items()}, ["front", "wrist"], [1, 8], 8)
+    front, wrist = (s["per_camera"][cam]["controllability_dpsnr@8"] for cam in ("front", "wrist"))
+    assert front > 10 and wrist == pytest.approx(0.0)  # exact with the true actions, wrong with the others
+    assert s["controllability_dpsnr@8"] == pytest.approx((front + wrist) / 2)
 
 
 def test_a_model_that_copies_scores_like_the_copy_last_baseline() -> None:
