@@ -21,6 +21,9 @@ from the context with the true actions; at each horizon H its H-th predicted fra
   the true ones; positive = the actions matter. H = 8 when 8 is a horizon, else the largest (the key says which);
   null when there is a single window. `per_camera` has each camera's `controllability_dpsnr@H` (their mean is the
   top-level one): a wrist camera that moves with the arm and a fixed one that sees it can differ.
+- `counterfactual@H` (genba.worldmodel.counterfactual): on datasets `genba collect` wrote from MuJoCo, the
+  controllability rollout scored against MuJoCo's replay of the episode under the other actions, with copy-last and
+  the replay's fidelity beside it; null, with `counterfactual_skipped` saying why, on any other dataset.
 - `per_window`: each window's episode, first frame and errors (per camera `mse@H`, `state_mae@H`, the baselines' and
   the controllability rollout's), so that two runs on the same held-out episodes can be compared as pairs.
 - `retrieval_r1`: image-to-instruction R@1 per language ("ja" = has kana or CJK ideographs): every window's first
@@ -44,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from genba import keys
 from genba.errors import GenbaError
+from genba.worldmodel.counterfactual import open_branches, replay_batch, summarize_counterfactual
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -72,6 +76,11 @@ class EvalWorldModelConfig:
     threads: int = field(default=0, metadata={"help": "CPU threads of torch; 0: torch's default"})
     rrd: str = field(default="", metadata={"help": "Rerun recording path (default: out with .rrd for .json)"})
     rrd_windows: int = field(default=2, metadata={"help": "windows shown in the recording (0: no recording)"})
+    counterfactual: str = field(
+        default="auto",
+        metadata={"help": "score the controllability rollout against MuJoCo's replay of the other actions: auto (when "
+                  "genba collect wrote the data from MuJoCo), on (an error otherwise) or off"},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if not self.run:
@@ -86,6 +95,8 @@ class EvalWorldModelConfig:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be an integer >= {low}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device={self.device!r} is not one of auto, cpu, cuda")
+        if self.counterfactual not in ("auto", "on", "off"):
+            raise ValueError(f"counterfactual={self.counterfactual!r} is not one of auto, on, off")
         if not self.out:
             self.out = f"outputs/eval-worldmodel-{time.strftime('%Y%m%d-%H%M%S')}.json"
         if not self.out.endswith(".json"):
@@ -231,13 +242,16 @@ def other_episode(windows: list[tuple[int, int]]) -> list[int] | None:
 
 def score_batch(model: Any, images: dict[str, Tensor], state: Tensor, actions: Tensor, task: list[str], *,
                 context: int, horizons: list[int], other_actions: Tensor | None = None,
-                control_horizon: int = CONTROL_HORIZON) -> dict[str, Tensor]:  # fmt: skip
+                control_horizon: int = CONTROL_HORIZON, sim: dict | None = None) -> dict[str, Tensor]:  # fmt: skip
     """Metrics of each window of one batch, {name: (B,) float}.
 
     images: camera -> (B, T, 3, H, W) uint8, state (B, T, S), actions (B, T-1, A) (actions[:, i] leads from frame i
     to i+1), T = context + max(horizons); other_actions (B, T-1, A) from other episodes, for controllability.
     Names: `<cam>/psnr@H`, `<cam>/ssim@H`, `state_mae@H`, the same under `copy_last/`, `const_velocity/state_mae@H`,
     and with other_actions `control/<cam>/psnr` and `control/state_mae` at control_horizon.
+    sim (genba.worldmodel.counterfactual): MuJoCo's frame and state at control_horizon under the taken and the other
+    actions, {"taken" | "other": {"images": {cam: (B, H, W, 3) uint8}, "state": (B, S)}}, for the `counterfactual/`
+    and `replay/` metrics.
     """
     import torch
 
@@ -269,6 +283,16 @@ def score_batch(model: Any, images: dict[str, Tensor], state: Tensor, actions: T
         for cam in images:
             m[f"control/{cam}/mse"] = mse(to_unit(alt["images"][cam][:, hc - 1]), real[cam][:, hc - 1])
         m["control/state_mae"] = state_mae(alt["state"][:, hc - 1].float(), real_state[:, hc - 1])
+        if sim is not None:  # the same rollout against what MuJoCo does with the other actions
+            taken, other = ({cam: to_unit(v.permute(0, 3, 1, 2)) for cam, v in sim[b]["images"].items()}
+                            for b in ("taken", "other"))  # fmt: skip
+            for cam in images:
+                m[f"counterfactual/{cam}/mse"] = mse(to_unit(alt["images"][cam][:, hc - 1]), other[cam])
+                m[f"counterfactual/copy_last/{cam}/mse"] = mse(to_unit(images[cam][:, c - 1]), other[cam])
+                m[f"counterfactual/truth/{cam}/mse"] = mse(taken[cam], other[cam])
+                m[f"replay/{cam}/mse"] = mse(taken[cam], real[cam][:, hc - 1])
+            m["counterfactual/state_mae"] = state_mae(alt["state"][:, hc - 1].float(), sim["other"]["state"])
+            m["counterfactual/copy_last/state_mae"] = state_mae(ctx_state[:, -1].float(), sim["other"]["state"])
     return m
 
 
@@ -303,6 +327,7 @@ def summarize(metrics: dict[str, list[float]], cameras: list[str], horizons: lis
     other_psnr = float(np.mean([psnr_of_mse(mean[f"control/{cam}/mse"]) for cam in cameras])) if control else 0.0
     summary[f"controllability_dpsnr@{hc}"] = summary[f"psnr@{hc}"] - other_psnr if control else None
     summary[f"controllability_state@{hc}"] = mean["control/state_mae"] - summary[f"state_mae@{hc}"] if control else None
+    summary[f"counterfactual@{hc}"] = summarize_counterfactual(mean, cameras, psnr_of_mse)
     for cam in cameras if control else []:  # which camera's frames follow the actions
         other = psnr_of_mse(mean[f"control/{cam}/mse"])
         summary["per_camera"][cam][f"controllability_dpsnr@{hc}"] = summary["per_camera"][cam][f"psnr@{hc}"] - other
@@ -482,6 +507,7 @@ def run_eval_worldmodel(cfg: EvalWorldModelConfig) -> dict[str, Any]:
     other = other_episode(windows)
     hc = CONTROL_HORIZON if CONTROL_HORIZON in horizons else k
     bs = cfg.batch_size
+    branches, skipped = open_branches(cfg.counterfactual, data, mcfg, single_window=other is None)
 
     metrics: dict[str, list[float]] = {}
     image_emb, text_emb, tasks = [], [], []
@@ -494,12 +520,20 @@ def run_eval_worldmodel(cfg: EvalWorldModelConfig) -> dict[str, Any]:
             if other is not None:  # (B, T-1, A): the actions of other windows, from the table (no frames decoded)
                 starts = [int(ds.rows[rows[other[i]]]) for i in ids]  # absolute dataset rows
                 alt = torch.from_numpy(np.stack([ds.columns[mcfg.action_key][r : r + span - 1] for r in starts]))
+            sim = None
+            if branches is not None:  # what the taken and the other actions do in MuJoCo
+                firsts_row = [int(ds.rows[offset[windows[i][0]]]) for i in ids]  # each window's episode start
+                sim = replay_batch(branches, [windows[i] for i in ids], firsts_row, ds.columns[mcfg.action_key],
+                                   actions.cpu().numpy(), alt.numpy(), context, hc, device)  # fmt: skip
             m = score_batch(model, images, state, actions, task, context=context, horizons=horizons,
-                            other_actions=None if alt is None else alt.to(device), control_horizon=hc)  # fmt: skip
+                            other_actions=None if alt is None else alt.to(device), control_horizon=hc,
+                            sim=sim)  # fmt: skip
             for name, values in m.items():
                 metrics.setdefault(name, []).extend(values.double().cpu().tolist())
             bar.update(len(ids))
         bar.close()
+        if branches is not None:
+            branches.close()
         for lo in range(0, len(windows), bs):  # retrieval: the first frame of every window
             images, _, _, task = load_windows(ds, rows[lo : lo + bs], mcfg, device)
             image_emb.append(model.embed_images({cam: v[:, 0] for cam, v in images.items()}).float().cpu())
@@ -517,6 +551,7 @@ def run_eval_worldmodel(cfg: EvalWorldModelConfig) -> dict[str, Any]:
     summary: dict[str, Any] = {
         **summarize(metrics, list(ds.cameras), horizons, hc),
         "retrieval_r1": retrieval_r1(torch.cat(image_emb), torch.cat(text_emb), tasks),
+        "counterfactual_skipped": skipped,
         "per_window": per_window(windows, metrics),
         "episodes": len(firsts), "val_episodes": len(val), "windows": len(windows),
         "context_frames": context, "horizons": horizons, "train_seconds": trained.get("train_seconds"),
@@ -531,4 +566,12 @@ def run_eval_worldmodel(cfg: EvalWorldModelConfig) -> dict[str, Any]:
         f"world model, {len(windows)} windows of {len(firsts)} validation episodes: {', '.join(scores)}",
         file=sys.stderr,
     )
+    cf = summary[f"counterfactual@{hc}"]
+    if cf is not None:
+        print(
+            f"under another episode's actions, psnr@{hc} against MuJoCo's replay of them {cf['psnr']:.2f} (copy_last "
+            f"{cf['copy_last_psnr']:.2f}), against the taken actions' future {cf['psnr_to_taken']:.2f}; state MAE "
+            f"{cf['state_mae']:.4f} (copy_last {cf['copy_last_state_mae']:.4f}); replay {cf['replay_psnr']:.1f} dB",
+            file=sys.stderr,
+        )
     return summary

@@ -1,0 +1,158 @@
+"""Controllability checked against MuJoCo: does the world model's future follow actions that were not taken?
+
+`controllability_dpsnr@8` (genba.worldmodel.evaluate) only says how much the predicted frames change when another
+episode's actions replace the true ones, scored against the future of the actions that were taken. In scripted
+demonstrations the next action is nearly a function of what the frames show, so a model can predict the expert's
+future from the scene and the instruction and ignore the actions: its frames then barely change, and the change is
+scored against the wrong truth. For datasets that `genba collect` wrote from MuJoCo, the simulator can say what the
+other actions really do:
+
+    source = sim_source("data/pick_place")              # None (and why) for any other dataset
+    sim = Branches(source)
+    frames, state = sim.branch(episode=5, before=actions_0_to_t, after=other_actions)   # (K, H, W, 3), (K, S)
+
+`branch` resets the env with the episode's recorded seed (the same scene, randomization and physics), replays the
+recorded actions up to the branch point, then runs `after`. Replaying the recorded actions themselves reproduces
+the dataset's frames up to video coding (about 30 dB on pick_place; `replay_psnr` in the summary says how well);
+datasets whose recorded actions were not the executed ones (`clean_labels=true`), merged or imagined datasets, and
+datasets other tools changed, cannot be replayed and are skipped with the reason.
+
+Summary (`counterfactual@H` of `genba eval-worldmodel`, H the controllability horizon), each a mean over windows
+and cameras, with `per_camera` beside:
+- `psnr`: the model's frames under the other actions against MuJoCo's under the other actions (higher: it follows
+  them); `copy_last_psnr`: the last context frame against the same;
+- `psnr_to_taken`: the model's frames under the other actions against the real future of the taken actions. A
+  model that ignores the actions scores this above `psnr`;
+- `state_mae`, `copy_last_state_mae`: the same for the joints;
+- `truth_psnr`: MuJoCo's frames under the taken actions against its frames under the other actions: how much the
+  truth itself changes (a high value means the other actions barely change the scene, and the check says little);
+- `replay_psnr`: MuJoCo's frames under the taken actions against the dataset's (the replay's fidelity).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genba import keys
+from genba.errors import GenbaError
+
+
+def sim_source(root: str | Path) -> tuple[dict | None, str]:
+    """(source, why not): source = {"task", "env": genba.sim.make options, "samples", "seeds": {episode: seed}} for
+    a dataset that `genba collect` wrote from MuJoCo with the executed actions recorded; else None and the reason."""
+    from genba.datasets.commit import read_all_episode_meta, read_commit
+
+    commit = read_commit(root)
+    if commit is None:
+        return None, "not written by genba collect (no meta/genba/commit.json): no simulator to replay it in"
+    ident = commit["identity"]
+    if "task" not in ident:
+        return None, "a merged dataset: its episodes come from several collections"
+    if ident.get("backend", "mujoco") != "mujoco":
+        return None, f"imagined episodes (backend={ident['backend']}): MuJoCo did not produce them"
+    if ident.get("clean_labels"):
+        return None, "clean_labels=true: the recorded actions are not the executed ones"
+    records = read_all_episode_meta(root)
+    if not records:
+        return None, "genba's per-episode metadata is missing or stale"
+    env = {"image_size": ident["image_size"], "cameras": list(ident["cameras"]), "lang": ident["lang"],
+           "fps": commit["fps"]}  # fmt: skip
+    if ident.get("after_success"):
+        env["after_success"] = ident["after_success"]
+    samples = None if ident.get("multisampling", True) else 0
+    seeds = {int(r["episode_index"]): int(r["seed"]) for r in records}
+    return {"task": ident["task"], "env": env, "samples": samples, "seeds": seeds}, ""
+
+
+class Branches:
+    """One MuJoCo env of a `sim_source`, run from recorded episodes down other branches."""
+
+    def __init__(self, source: dict) -> None:
+        self.source = source
+        self._env: Any = None
+
+    def branch(self, episode: int, before: np.ndarray, after: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Episode `episode` from its reset, the recorded actions `before` (n, A) (frame n is reached), then `after`
+        (K, A) -> the K frames that follow {camera: (K, H, W, 3) uint8} and joint states (K, S) float32."""
+        from genba.sim import make
+        from genba.sim.render import offscreen_samples
+
+        if self._env is None:
+            with offscreen_samples(self.source["samples"]):
+                self._env = make(self.source["task"], **self.source["env"])
+                self._env.reset(seed=0)  # the renderer is made at the first reset, inside offscreen_samples
+        env = self._env
+        env.reset(seed=self.source["seeds"][episode])
+        for a in before:  # terminated or truncated on the way does not stop MuJoCo: the branch goes on
+            env.step(np.asarray(a, dtype=np.float32))
+        frames: dict[str, list[np.ndarray]] = {cam: [] for cam in self.source["env"]["cameras"]}
+        states = []
+        for a in after:
+            obs, *_ = env.step(np.asarray(a, dtype=np.float32))
+            for cam in frames:
+                frames[cam].append(obs[keys.PIXELS][cam])
+            states.append(obs[keys.AGENT_POS])
+        return {cam: np.stack(v) for cam, v in frames.items()}, np.stack(states).astype(np.float32)
+
+    def close(self) -> None:
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+
+
+def open_branches(mode: str, data: str, mcfg: Any, single_window: bool) -> tuple[Branches | None, str | None]:
+    """MuJoCo branches of dataset `data` for a world model of config `mcfg`, or None and why the check is skipped
+    (None when mode is "off"); mode "on" makes a dataset that cannot be replayed an error."""
+    from genba.datasets import frames as fr
+
+    if mode == "off":
+        return None, None
+    source, why = sim_source(fr.resolve_root(data))
+    if source is not None and single_window:
+        source, why = None, "a single window: there are no other actions"
+    if source is not None and (mcfg.state_key, mcfg.action_key) != (keys.OBS_STATE, keys.ACTION):
+        source, why = None, f"the model reads {mcfg.state_key} and {mcfg.action_key}, not the env's joints"
+    if source is not None and source["env"]["image_size"] != mcfg.image_size:
+        source, why = None, f"the model sees {mcfg.image_size}px frames, the data {source['env']['image_size']}px"
+    if source is None and mode == "on":
+        raise GenbaError(f"counterfactual=on, but {data} cannot be replayed in MuJoCo: {why}")
+    return (Branches(source), None) if source is not None else (None, why)
+
+
+def replay_batch(branches: Branches, windows: list[tuple[int, int]], first_rows: list[int], table: Any,
+                 actions: Any, other: Any, context: int, hc: int, device: Any) -> dict:  # fmt: skip
+    """MuJoCo's frame and joints hc steps after each window's last context frame, under its taken actions (B, T-1, A)
+    and the other ones (B, T-1, A), for score_batch's `sim`. The episode is replayed from its recorded actions
+    (`table`, rows from first_rows[b]) up to that context frame."""
+    import torch
+
+    out: dict = {}
+    for name, acts in (("taken", actions), ("other", other)):
+        frames, states = [], []
+        for b, ((_, start), first) in enumerate(zip(windows, first_rows, strict=True)):
+            before = table[first : first + start + context - 1]  # (start + C - 1, A): up to the last context frame
+            f, s = branches.branch(windows[b][0], before, acts[b, context - 1 : context - 1 + hc])
+            frames.append({cam: v[hc - 1] for cam, v in f.items()})
+            states.append(s[hc - 1])
+        images = {cam: torch.from_numpy(np.stack([f[cam] for f in frames])).to(device) for cam in frames[0]}
+        out[name] = {"images": images, "state": torch.from_numpy(np.stack(states)).to(device)}
+    return out
+
+
+def summarize_counterfactual(mean: dict[str, float], cameras: list[str], psnr_of_mse: Any) -> dict[str, Any] | None:
+    """The `counterfactual@H` block from the window means of score_batch's `counterfactual/` metrics and the
+    `replay/` ones; None when they were not measured."""
+    if "counterfactual/state_mae" not in mean:
+        return None
+    names = {"psnr": "counterfactual/{}/mse", "copy_last_psnr": "counterfactual/copy_last/{}/mse",
+             "psnr_to_taken": "control/{}/mse", "truth_psnr": "counterfactual/truth/{}/mse",
+             "replay_psnr": "replay/{}/mse"}  # fmt: skip
+    per_camera = {cam: {key: psnr_of_mse(mean[name.format(cam)]) for key, name in names.items()} for cam in cameras}
+    out: dict[str, Any] = {key: float(np.mean([per_camera[c][key] for c in cameras])) for key in names}
+    out["state_mae"] = mean["counterfactual/state_mae"]
+    out["copy_last_state_mae"] = mean["counterfactual/copy_last/state_mae"]
+    out["per_camera"] = per_camera
+    return out
