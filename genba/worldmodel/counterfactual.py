@@ -38,6 +38,7 @@ import numpy as np
 
 from genba import keys
 from genba.errors import GenbaError
+from genba.worldmodel.metrics import psnr_of_mse
 
 
 def sim_source(root: str | Path) -> tuple[dict | None, str]:
@@ -142,7 +143,7 @@ def replay_batch(branches: Branches, windows: list[tuple[int, int]], first_rows:
     return out
 
 
-def summarize_counterfactual(mean: dict[str, float], cameras: list[str], psnr_of_mse: Any) -> dict[str, Any] | None:
+def summarize_counterfactual(mean: dict[str, float], cameras: list[str]) -> dict[str, Any] | None:
     """The `counterfactual@H` block from the window means of score_batch's `counterfactual/` metrics and the
     `replay/` ones; None when they were not measured."""
     if "counterfactual/state_mae" not in mean:

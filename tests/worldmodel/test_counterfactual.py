@@ -11,7 +11,8 @@ import pytest
 from genba.errors import GenbaError
 from genba.viz.data import read_episode
 from genba.worldmodel.counterfactual import Branches, sim_source
-from genba.worldmodel.evaluate import EvalWorldModelConfig, psnr_of_mse, run_eval_worldmodel
+from genba.worldmodel.evaluate import EvalWorldModelConfig, run_eval_worldmodel
+from genba.worldmodel.metrics import psnr_of_mse
 
 
 def test_only_datasets_genba_collected_from_mujoco_can_be_replayed(tiny_worldmodel_run, reacher_dataset):
