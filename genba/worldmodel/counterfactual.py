@@ -9,11 +9,11 @@ other actions really do:
 
     source = sim_source("data/pick_place")              # None (and why) for any other dataset
     sim = Branches(source)
-    frames, state = sim.branch(episode=5, before=actions_0_to_t, after=other_actions)   # (K, H, W, 3), (K, S)
+    run = sim.branch(episode=5, before=actions_0_to_t, after=other_actions)   # run.frames[cam] (K, H, W, 3)
 
 `branch` resets the env with the episode's recorded seed (the same scene, randomization and physics), replays the
-recorded actions up to the branch point, then runs `after`. Replaying the recorded actions themselves reproduces
-the dataset's frames up to video coding (about 30 dB on pick_place; `replay_psnr` in the summary says how well);
+recorded actions up to the branch point, then runs `after`. The replay reproduces the dataset's joints and its
+frames up to video coding (about 30 dB on pick_place; `replay_psnr` in the summary says how well);
 datasets whose recorded actions were not the executed ones (`clean_labels=true`), merged or imagined datasets, and
 datasets other tools changed, cannot be replayed and are skipped with the reason.
 
@@ -24,15 +24,16 @@ and cameras, with `per_camera` beside:
 - `psnr_to_taken`: the model's frames under the other actions against the real future of the taken actions. A
   model that ignores the actions scores this above `psnr`;
 - `state_mae`, `copy_last_state_mae`: the same for the joints;
-- `truth_psnr`: MuJoCo's frames under the taken actions against its frames under the other actions: how much the
-  truth itself changes (a high value means the other actions barely change the scene, and the check says little);
-- `replay_psnr`: MuJoCo's frames under the taken actions against the dataset's (the replay's fidelity).
+- `truth_psnr`: the real future of the taken actions against MuJoCo's under the other actions: how much the truth
+  itself changes (a high value means the other actions barely change the scene, and the check says little);
+- `replay_psnr`, `replay_state_mae`: MuJoCo's frame and joints where the branch starts (the window's last context
+  frame, reached by the recorded actions) against the dataset's: the replay's fidelity.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -68,6 +69,15 @@ def sim_source(root: str | Path) -> tuple[dict | None, str]:
     return {"task": ident["task"], "env": env, "samples": samples, "seeds": seeds}, ""
 
 
+class Branch(NamedTuple):
+    """Where a branch starts (the frame reached by the recorded actions) and the K frames after it."""
+
+    start_frames: dict[str, np.ndarray]  # camera -> (H, W, 3) uint8
+    start_state: np.ndarray  # (S,) float32
+    frames: dict[str, np.ndarray]  # camera -> (K, H, W, 3) uint8
+    state: np.ndarray  # (K, S) float32
+
+
 class Branches:
     """One MuJoCo env of a `sim_source`, run from recorded episodes down other branches."""
 
@@ -75,9 +85,9 @@ class Branches:
         self.source = source
         self._env: Any = None
 
-    def branch(self, episode: int, before: np.ndarray, after: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Episode `episode` from its reset, the recorded actions `before` (n, A) (frame n is reached), then `after`
-        (K, A) -> the K frames that follow {camera: (K, H, W, 3) uint8} and joint states (K, S) float32."""
+    def branch(self, episode: int, before: np.ndarray, after: np.ndarray) -> Branch:
+        """Episode `episode` from its reset, the recorded actions `before` (n, A) (frame n is reached: the branch's
+        start), then `after` (K, A): the K frames that follow."""
         from genba.sim import make
         from genba.sim.render import offscreen_samples
 
@@ -85,18 +95,20 @@ class Branches:
             with offscreen_samples(self.source["samples"]):
                 self._env = make(self.source["task"], **self.source["env"])
                 self._env.reset(seed=0)  # the renderer is made at the first reset, inside offscreen_samples
-        env = self._env
-        env.reset(seed=self.source["seeds"][episode])
+        env, cams = self._env, self.source["env"]["cameras"]
+        obs, _ = env.reset(seed=self.source["seeds"][episode])
         for a in before:  # terminated or truncated on the way does not stop MuJoCo: the branch goes on
-            env.step(np.asarray(a, dtype=np.float32))
-        frames: dict[str, list[np.ndarray]] = {cam: [] for cam in self.source["env"]["cameras"]}
+            obs, *_ = env.step(np.asarray(a, dtype=np.float32))
+        start = {cam: obs[keys.PIXELS][cam] for cam in cams}, np.asarray(obs[keys.AGENT_POS], dtype=np.float32)
+        frames: dict[str, list[np.ndarray]] = {cam: [] for cam in cams}
         states = []
         for a in after:
             obs, *_ = env.step(np.asarray(a, dtype=np.float32))
-            for cam in frames:
+            for cam in cams:
                 frames[cam].append(obs[keys.PIXELS][cam])
             states.append(obs[keys.AGENT_POS])
-        return {cam: np.stack(v) for cam, v in frames.items()}, np.stack(states).astype(np.float32)
+        stacked = {cam: np.stack(v) for cam, v in frames.items()}
+        return Branch(*start, stacked, np.stack(states).astype(np.float32))
 
     def close(self) -> None:
         if self._env is not None:
@@ -124,23 +136,27 @@ def open_branches(mode: str, data: str, mcfg: Any, single_window: bool) -> tuple
 
 
 def replay_batch(branches: Branches, windows: list[tuple[int, int]], first_rows: list[int], table: Any,
-                 actions: Any, other: Any, context: int, hc: int, device: Any) -> dict:  # fmt: skip
-    """MuJoCo's frame and joints hc steps after each window's last context frame, under its taken actions (B, T-1, A)
-    and the other ones (B, T-1, A), for score_batch's `sim`. The episode is replayed from its recorded actions
-    (`table`, rows from first_rows[b]) up to that context frame."""
+                 other: Any, context: int, hc: int, device: Any) -> dict:  # fmt: skip
+    """score_batch's `sim`: for each window, MuJoCo's frame and joints at its last context frame (reached by replaying
+    the episode's recorded actions, `table` rows from first_rows[b]) and hc steps later under the other actions
+    (B, T-1, A): {"start" | "other": {"images": {cam: (B, H, W, 3) uint8}, "state": (B, S)}}."""
     import torch
 
-    out: dict = {}
-    for name, acts in (("taken", actions), ("other", other)):
-        frames, states = [], []
-        for b, ((_, start), first) in enumerate(zip(windows, first_rows, strict=True)):
-            before = table[first : first + start + context - 1]  # (start + C - 1, A): up to the last context frame
-            f, s = branches.branch(windows[b][0], before, acts[b, context - 1 : context - 1 + hc])
-            frames.append({cam: v[hc - 1] for cam, v in f.items()})
-            states.append(s[hc - 1])
+    runs = []
+    for b, ((episode, start), first) in enumerate(zip(windows, first_rows, strict=True)):
+        before = table[first : first + start + context - 1]  # (start + C - 1, A): up to the last context frame
+        runs.append(branches.branch(episode, before, other[b, context - 1 : context - 1 + hc]))
+
+    def batch(frames: list[dict[str, np.ndarray]], states: list[np.ndarray]) -> dict:
         images = {cam: torch.from_numpy(np.stack([f[cam] for f in frames])).to(device) for cam in frames[0]}
-        out[name] = {"images": images, "state": torch.from_numpy(np.stack(states)).to(device)}
-    return out
+        return {"images": images, "state": torch.from_numpy(np.stack(states)).to(device)}
+
+    return {
+        "start": batch([r.start_frames for r in runs], [r.start_state for r in runs]),
+        "other": batch(
+            [{cam: v[hc - 1] for cam, v in r.frames.items()} for r in runs], [r.state[hc - 1] for r in runs]
+        ),
+    }
 
 
 def summarize_counterfactual(mean: dict[str, float], cameras: list[str]) -> dict[str, Any] | None:
@@ -155,5 +171,6 @@ def summarize_counterfactual(mean: dict[str, float], cameras: list[str]) -> dict
     out: dict[str, Any] = {key: float(np.mean([per_camera[c][key] for c in cameras])) for key in names}
     out["state_mae"] = mean["counterfactual/state_mae"]
     out["copy_last_state_mae"] = mean["counterfactual/copy_last/state_mae"]
+    out["replay_state_mae"] = mean["replay/state_mae"]
     out["per_camera"] = per_camera
     return out

@@ -153,9 +153,9 @@ def score_batch(model: Any, images: dict[str, Tensor], state: Tensor, actions: T
     to i+1), T = context + max(horizons); other_actions (B, T-1, A) from other episodes, for controllability.
     Names: `<cam>/psnr@H`, `<cam>/ssim@H`, `state_mae@H`, the same under `copy_last/`, `const_velocity/state_mae@H`,
     and with other_actions `control/<cam>/psnr` and `control/state_mae` at control_horizon.
-    sim (genba.worldmodel.counterfactual): MuJoCo's frame and state at control_horizon under the taken and the other
-    actions, {"taken" | "other": {"images": {cam: (B, H, W, 3) uint8}, "state": (B, S)}}, for the `counterfactual/`
-    and `replay/` metrics.
+    sim (genba.worldmodel.counterfactual.replay_batch): MuJoCo's frame and state at the last context frame and at
+    control_horizon under the other actions, {"start" | "other": {"images": {cam: (B, H, W, 3) uint8}, "state":
+    (B, S)}}, for the `counterfactual/` and `replay/` metrics.
     """
     import torch
 
@@ -188,15 +188,17 @@ def score_batch(model: Any, images: dict[str, Tensor], state: Tensor, actions: T
             m[f"control/{cam}/mse"] = mse(to_unit(alt["images"][cam][:, hc - 1]), real[cam][:, hc - 1])
         m["control/state_mae"] = state_mae(alt["state"][:, hc - 1].float(), real_state[:, hc - 1])
         if sim is not None:  # the same rollout against what MuJoCo does with the other actions
-            taken, other = ({cam: to_unit(v.permute(0, 3, 1, 2)) for cam, v in sim[b]["images"].items()}
-                            for b in ("taken", "other"))  # fmt: skip
+            start, other = ({cam: to_unit(v.permute(0, 3, 1, 2)) for cam, v in sim[b]["images"].items()}
+                            for b in ("start", "other"))  # fmt: skip
             for cam in images:
+                last = to_unit(images[cam][:, c - 1])  # the last context frame, where the branch starts
                 m[f"counterfactual/{cam}/mse"] = mse(to_unit(alt["images"][cam][:, hc - 1]), other[cam])
-                m[f"counterfactual/copy_last/{cam}/mse"] = mse(to_unit(images[cam][:, c - 1]), other[cam])
-                m[f"counterfactual/truth/{cam}/mse"] = mse(taken[cam], other[cam])
-                m[f"replay/{cam}/mse"] = mse(taken[cam], real[cam][:, hc - 1])
+                m[f"counterfactual/copy_last/{cam}/mse"] = mse(last, other[cam])
+                m[f"counterfactual/truth/{cam}/mse"] = mse(real[cam][:, hc - 1], other[cam])
+                m[f"replay/{cam}/mse"] = mse(start[cam], last)
             m["counterfactual/state_mae"] = state_mae(alt["state"][:, hc - 1].float(), sim["other"]["state"])
             m["counterfactual/copy_last/state_mae"] = state_mae(ctx_state[:, -1].float(), sim["other"]["state"])
+            m["replay/state_mae"] = state_mae(sim["start"]["state"], ctx_state[:, -1].float())
     return m
 
 
@@ -428,7 +430,7 @@ def run_eval_worldmodel(cfg: EvalWorldModelConfig) -> dict[str, Any]:
             if branches is not None:  # what the taken and the other actions do in MuJoCo
                 firsts_row = [int(ds.rows[offset[windows[i][0]]]) for i in ids]  # each window's episode start
                 sim = replay_batch(branches, [windows[i] for i in ids], firsts_row, ds.columns[mcfg.action_key],
-                                   actions.cpu().numpy(), alt.numpy(), context, hc, device)  # fmt: skip
+                                   alt.numpy(), context, hc, device)  # fmt: skip
             m = score_batch(model, images, state, actions, task, context=context, horizons=horizons,
                             other_actions=None if alt is None else alt.to(device), control_horizon=hc,
                             sim=sim)  # fmt: skip

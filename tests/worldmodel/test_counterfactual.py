@@ -29,19 +29,22 @@ def test_replaying_the_recorded_actions_reproduces_the_episode_and_other_actions
     episode = read_episode(data, 1)
     n, k = 3, 5  # branch after frame 3, then 5 steps
     sim = Branches(source)
-    frames, state = sim.branch(1, episode.action[:n], episode.action[n : n + k])
-    assert state.shape == (k, episode.state.shape[1]) and frames["front"].shape == (k, 64, 64, 3)
+    run = sim.branch(1, episode.action[:n], episode.action[n : n + k])
+    assert run.state.shape == (k, episode.state.shape[1]) and run.frames["front"].shape == (k, 64, 64, 3)
     # the same scene and physics from the episode's seed: the joints exactly, the frames up to video coding
-    np.testing.assert_allclose(state, episode.state[n + 1 : n + 1 + k], atol=1e-5)
-    for cam, v in frames.items():
-        err = float((((v.astype(np.float64) - episode.images[cam][n + 1 : n + 1 + k]) / 255.0) ** 2).mean())
-        assert psnr_of_mse(err) > 25, cam
+    np.testing.assert_allclose(run.start_state, episode.state[n], atol=1e-5)
+    np.testing.assert_allclose(run.state, episode.state[n + 1 : n + 1 + k], atol=1e-5)
+    for cam, v in run.frames.items():
+        for got, want in ((v, episode.images[cam][n + 1 : n + 1 + k]), (run.start_frames[cam], episode.images[cam][n])):
+            err = float((((got.astype(np.float64) - want) / 255.0) ** 2).mean())
+            assert psnr_of_mse(err) > 25, cam
     other = episode.action[n : n + k] + np.array([0.3, -0.3, 0.3, 0.0, 0.0, 0.0], dtype=np.float32)
-    _, moved = sim.branch(1, episode.action[:n], other)
-    assert np.abs(moved[-1] - state[-1]).max() > 0.05  # other actions, other joints
-    again, _ = sim.branch(1, episode.action[:n], episode.action[n : n + k])  # and the env is reset each time
-    for cam in frames:
-        np.testing.assert_array_equal(again[cam], frames[cam])
+    moved = sim.branch(1, episode.action[:n], other)
+    np.testing.assert_array_equal(moved.start_state, run.start_state)  # the same branch point
+    assert np.abs(moved.state[-1] - run.state[-1]).max() > 0.05  # other actions, other joints
+    again = sim.branch(1, episode.action[:n], episode.action[n : n + k])  # and the env is reset each time
+    for cam in run.frames:
+        np.testing.assert_array_equal(again.frames[cam], run.frames[cam])
     sim.close()
 
 
@@ -54,7 +57,7 @@ def test_eval_worldmodel_scores_the_other_actions_against_mujoco(tiny_worldmodel
     assert summary["counterfactual_skipped"] is None and cf is not None
     for key in ("psnr", "copy_last_psnr", "psnr_to_taken", "truth_psnr"):
         assert 0 < cf[key] <= 100 and set(cf["per_camera"]) == {"front", "wrist"}
-    assert cf["replay_psnr"] > 25  # the replay of the taken actions is the dataset's episode
+    assert cf["replay_psnr"] > 25 and cf["replay_state_mae"] < 1e-4  # the replay reaches the dataset's frame
     assert cf["state_mae"] >= 0 and cf["copy_last_state_mae"] > 0
     # psnr_to_taken is the controllability rollout against the real future: the figure controllability_dpsnr uses
     other = np.mean(
