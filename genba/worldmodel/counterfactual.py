@@ -21,6 +21,11 @@ Summary (`counterfactual@H` of `genba eval-worldmodel`, H the controllability ho
 and cameras, with `per_camera` beside:
 - `psnr`: the model's frames under the other actions against MuJoCo's under the other actions (higher: it follows
   them); `copy_last_psnr`: the last context frame against the same;
+- `dpsnr`: `psnr` minus `psnr_as_taken`, the model's frames under the TAKEN actions against the same MuJoCo
+  frames: how much closer to what the other actions really do the frames get when the model is given them. Zero for
+  a model that ignores the actions, however sharp or blurry its frames (Genie's ΔPSNR, `controllability_dpsnr`,
+  scores both rollouts against the taken future instead, so a blurrier model can lose it while following the
+  actions better); `dstate` the same for the joints (the error's fall, raw units);
 - `psnr_to_taken`: the model's frames under the other actions against the real future of the taken actions. A
   model that ignores the actions scores this above `psnr`;
 - `state_mae`, `copy_last_state_mae`: the same for the joints;
@@ -165,10 +170,13 @@ def summarize_counterfactual(mean: dict[str, float], cameras: list[str]) -> dict
     if "counterfactual/state_mae" not in mean:
         return None
     names = {"psnr": "counterfactual/{}/mse", "copy_last_psnr": "counterfactual/copy_last/{}/mse",
-             "psnr_to_taken": "control/{}/mse", "truth_psnr": "counterfactual/truth/{}/mse",
-             "replay_psnr": "replay/{}/mse"}  # fmt: skip
+             "psnr_as_taken": "counterfactual/as_taken/{}/mse", "psnr_to_taken": "control/{}/mse",
+             "truth_psnr": "counterfactual/truth/{}/mse", "replay_psnr": "replay/{}/mse"}  # fmt: skip
     per_camera = {cam: {key: psnr_of_mse(mean[name.format(cam)]) for key, name in names.items()} for cam in cameras}
-    out: dict[str, Any] = {key: float(np.mean([per_camera[c][key] for c in cameras])) for key in names}
+    for figures in per_camera.values():
+        figures["dpsnr"] = figures["psnr"] - figures["psnr_as_taken"]
+    out: dict[str, Any] = {key: float(np.mean([per_camera[c][key] for c in cameras])) for key in [*names, "dpsnr"]}
+    out["dstate"] = mean["counterfactual/as_taken/state_mae"] - mean["counterfactual/state_mae"]
     out["state_mae"] = mean["counterfactual/state_mae"]
     out["copy_last_state_mae"] = mean["counterfactual/copy_last/state_mae"]
     out["replay_state_mae"] = mean["replay/state_mae"]

@@ -193,11 +193,14 @@ def score_batch(model: Any, images: dict[str, Tensor], state: Tensor, actions: T
             for cam in images:
                 last = to_unit(images[cam][:, c - 1])  # the last context frame, where the branch starts
                 m[f"counterfactual/{cam}/mse"] = mse(to_unit(alt["images"][cam][:, hc - 1]), other[cam])
+                m[f"counterfactual/as_taken/{cam}/mse"] = mse(to_unit(rollout["images"][cam][:, hc - 1]), other[cam])
                 m[f"counterfactual/copy_last/{cam}/mse"] = mse(last, other[cam])
                 m[f"counterfactual/truth/{cam}/mse"] = mse(real[cam][:, hc - 1], other[cam])
                 m[f"replay/{cam}/mse"] = mse(start[cam], last)
-            m["counterfactual/state_mae"] = state_mae(alt["state"][:, hc - 1].float(), sim["other"]["state"])
-            m["counterfactual/copy_last/state_mae"] = state_mae(ctx_state[:, -1].float(), sim["other"]["state"])
+            joints = sim["other"]["state"]  # (B, S): where the other actions take the arm
+            m["counterfactual/state_mae"] = state_mae(alt["state"][:, hc - 1].float(), joints)
+            m["counterfactual/as_taken/state_mae"] = state_mae(rollout["state"][:, hc - 1].float(), joints)
+            m["counterfactual/copy_last/state_mae"] = state_mae(ctx_state[:, -1].float(), joints)
             m["replay/state_mae"] = state_mae(sim["start"]["state"], ctx_state[:, -1].float())
     return m
 

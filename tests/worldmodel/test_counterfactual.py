@@ -55,8 +55,9 @@ def test_eval_worldmodel_scores_the_other_actions_against_mujoco(tiny_worldmodel
     summary = run_eval_worldmodel(cfg)
     cf = summary["counterfactual@8"]
     assert summary["counterfactual_skipped"] is None and cf is not None
-    for key in ("psnr", "copy_last_psnr", "psnr_to_taken", "truth_psnr"):
+    for key in ("psnr", "copy_last_psnr", "psnr_as_taken", "psnr_to_taken", "truth_psnr"):
         assert 0 < cf[key] <= 100 and set(cf["per_camera"]) == {"front", "wrist"}
+    assert cf["dpsnr"] == pytest.approx(cf["psnr"] - cf["psnr_as_taken"]) and math.isfinite(cf["dstate"])
     assert cf["replay_psnr"] > 25 and cf["replay_state_mae"] < 1e-4  # the replay reaches the dataset's frame
     assert cf["state_mae"] >= 0 and cf["copy_last_state_mae"] > 0
     # psnr_to_taken is the controllability rollout against the real future: the figure controllability_dpsnr uses

@@ -126,6 +126,26 @@ def test_each_camera_reports_how_much_its_frames_follow_the_actions() -> None:
     assert s["controllability_dpsnr@8"] == pytest.approx((front + wrist) / 2)
 
 
+def test_dpsnr_is_zero_for_a_model_that_ignores_the_actions_and_large_for_one_that_follows_them():
+    images, state, actions, task = windows_batch(b=4, seed=3)
+    c, hc = 2, 8
+    other = actions.roll(1, 0)
+    level = (100 + 20 * other[:, c - 1 : c - 1 + hc, 0].cumsum(1)).clamp(0, 255).round().to(torch.uint8)[:, -1]
+    start = {cam: v[:, c - 1].permute(0, 2, 3, 1) for cam, v in images.items()}  # (B, H, W, 3) as MuJoCo's
+    front = level.view(4, 1, 1, 1).expand(4, 12, 12, 3)  # what FrontFollowsActions draws for the other actions
+    sim = {"start": {"images": start, "state": state[:, 1]},
+           "other": {"images": {"front": front, "wrist": start["wrist"]}, "state": state[:, -1]}}  # fmt: skip
+    for model, follows in ((CopyModel(), False), (FrontFollowsActions(), True)):
+        m = score_batch(model, images, state, actions, task, context=c, horizons=[1, hc], other_actions=other, sim=sim)
+        cf = summarize({k: v.tolist() for k, v in m.items()}, ["front", "wrist"], [1, hc], hc)[f"counterfactual@{hc}"]
+        assert cf["per_camera"]["wrist"]["dpsnr"] == pytest.approx(0.0)  # no model's wrist frames follow the actions
+        if follows:
+            assert cf["per_camera"]["front"]["dpsnr"] > 10 and cf["per_camera"]["front"]["psnr"] == pytest.approx(100)
+        else:
+            assert cf["per_camera"]["front"]["dpsnr"] == pytest.approx(0.0) and cf["dstate"] == pytest.approx(0.0)
+        assert cf["replay_psnr"] == pytest.approx(100) and cf["replay_state_mae"] == pytest.approx(0.0, abs=1e-6)
+
+
 def test_a_model_that_copies_scores_like_the_copy_last_baseline() -> None:
     images, state, actions, task = windows_batch(seed=1)
     images = {cam: torch.randint(0, 256, v.shape, dtype=torch.uint8) for cam, v in images.items()}
