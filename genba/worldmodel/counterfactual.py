@@ -1,10 +1,10 @@
 """Controllability checked against MuJoCo: does the world model's future follow actions that were not taken?
 
-`controllability_dpsnr@8` (genba.worldmodel.evaluate) only says how much the predicted frames change when another
-episode's actions replace the true ones, scored against the future of the actions that were taken. In scripted
-demonstrations the next action is nearly a function of what the frames show, so a model can predict the expert's
-future from the scene and the instruction and ignore the actions: its frames then barely change, and the change is
-scored against the wrong truth. For datasets that `genba collect` wrote from MuJoCo, the simulator can say what the
+`controllability_dpsnr@8` (genba.worldmodel.evaluate, Genie's ΔPSNR) only says how much the predicted frames change
+when another episode's actions replace the true ones, scored against the future of the actions that were taken: a
+frame that changes in any direction earns it. In scripted demonstrations the next action is nearly a function of
+what the frames show, so a model can predict the expert's future from the scene and the instruction without
+learning what the actions do. For datasets that `genba collect` wrote from MuJoCo, the simulator can say what the
 other actions really do:
 
     source = sim_source("data/pick_place")              # None (and why) for any other dataset
