@@ -22,7 +22,11 @@ def tiny_lerobot_run(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("lerobot-run")
     data = root / "reach"
     run_collect(CollectConfig(task="reach", episodes=4, image_size=64, out=str(data)))
-    run_baseline(BaselineConfig(algo="act", data=str(data), out=str(root / "act"), steps=2, batch_size=2))
+    # one thread (two xdist workers share the cores) and a time limit: a hung lerobot-train fails the fixture with one
+    # line instead of holding CI until its own limit (one run at de2a038 spun for 30+ minutes here; 15 s is usual)
+    cfg = BaselineConfig(algo="act", data=str(data), out=str(root / "act"), steps=2, batch_size=2, threads=1,
+                         timeout_s=600)  # fmt: skip
+    run_baseline(cfg)
     return {"data": data, "run": root / "act", "checkpoint": root / "act" / CHECKPOINT, "task": "reach"}
 
 

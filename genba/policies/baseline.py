@@ -60,14 +60,18 @@ class BaselineConfig:
         default=0, metadata={"help": "CPU threads of torch (OMP_NUM_THREADS); 0: torch's default (all cores)"}
     )
     args: list[str] = field(default_factory=list, metadata={"help": "more lerobot-train options: \"['--lr=1e-4']\""})
+    timeout_s: int = field(
+        default=0, metadata={"help": "stop lerobot-train after this many seconds with a one-line error; 0: no limit"}
+    )
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
             raise ValueError(f"unknown algo {self.algo!r} (valid: {', '.join(ALGOS)})")
         if not self.data:
             raise ValueError("data=<dataset folder> is required")
-        if not isinstance(self.threads, int) or self.threads < 0:
-            raise ValueError(f"threads={self.threads!r} must be an integer >= 0")
+        for name in ("threads", "timeout_s"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be an integer >= 0")
         for name in ("steps", "batch_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be an integer >= 1")
@@ -120,7 +124,13 @@ def run_baseline(cfg: BaselineConfig) -> dict:
     print(f"genba baseline: {cfg.algo} on {data} for {cfg.steps} steps on {device}; log {log_path}", file=sys.stderr)
     started = time.perf_counter()
     with open(log_path, "w", encoding="utf-8") as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
+        try:
+            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, check=False,
+                                  timeout=cfg.timeout_s or None)  # fmt: skip
+        except subprocess.TimeoutExpired:  # run() has killed it; its log and any checkpoint it saved stay
+            raise GenbaError(
+                f"lerobot-train ran past timeout_s={cfg.timeout_s} and was stopped (log so far: {log_path})"
+            ) from None
     seconds = time.perf_counter() - started
     text = log_path.read_text(encoding="utf-8", errors="replace")
     if proc.returncode != 0:

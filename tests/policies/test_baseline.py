@@ -49,6 +49,15 @@ def test_an_existing_run_is_never_overwritten(tiny_lerobot_run, capsys):
     assert (run / "checkpoints").is_dir()
 
 
+def test_a_run_past_its_time_limit_is_one_line_and_keeps_its_log(tmp_path, tiny_lerobot_run, capsys):
+    out = tmp_path / "slow"  # lerobot-train takes longer than 1 s to import, let alone to train 1000 steps
+    argv = ["baseline", f"data={tiny_lerobot_run['data']}", f"out={out}", "steps=1000", "timeout_s=1"]
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.splitlines()  # the run's announcement, then the error
+    assert len(lines) == 2 and "lerobot-train ran past timeout_s=1 and was stopped" in lines[1]
+    assert (tmp_path / "slow.train.log").is_file()
+
+
 def test_every_algo_starts_from_random_backbones():
     for args in ALGOS.values():
         assert "--policy.pretrained_backbone_weights=null" in args
