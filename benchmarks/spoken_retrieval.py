@@ -13,6 +13,8 @@ out of training. Prints one JSON line; record it in benchmarks/README.md.
 Keys: task=reach protocol=voice steps=1500 batch=64 width=128 depth=2 lr=1e-3 seed=0 threads=1 out=outputs/spoken
 cache=outputs/spoken/corpus (one file per voice and language, synthesized once) synth_only=0|1
 voice_aug=0|1 (genba.worldmodel.spoken.perturb_voice on every training utterance: speed, equalizer, masks)
+ctc=0|1 (the audio tokens also transcribe the instruction's characters, CTC, weighted by ctc_weight=1.0;
+R@1 is then also reported by the transcription head's likelihood of each candidate, `r1_*_transcription`)
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import torch
 
 from genba.speech import Voice
 from genba.train.loop import TrainConfig, train
-from genba.worldmodel.backbone import BackboneConfig
+from genba.worldmodel.backbone import BackboneConfig, alphabet
 from genba.worldmodel.spoken import SpokenBackbone, Utterance, batches, instructions, retrieval_r1, speak_corpus
 
 SEEN = {
@@ -87,7 +89,7 @@ def corpora(task: str, protocol: str, cache: Path) -> dict[str, list[Utterance]]
 def main(argv: list[str]) -> dict:
     opts = {"task": "reach", "steps": "1500", "batch": "64", "width": "128", "depth": "2", "lr": "1e-3", "seed": "0",
             "out": "outputs/spoken", "cache": "outputs/spoken/corpus", "threads": "1", "protocol": "voice",
-            "synth_only": "0", "voice_aug": "0"}  # fmt: skip
+            "synth_only": "0", "voice_aug": "0", "ctc": "0", "ctc_weight": "1.0"}  # fmt: skip
     if {"-h", "--help"} & set(argv):
         print(__doc__)
         raise SystemExit(0)
@@ -109,8 +111,10 @@ def main(argv: list[str]) -> dict:
         print(json.dumps({k: len(v) for k, v in data.items()} | {"synth_s": round(synth_s, 1)}))
         return {}
     w = int(opts["width"])
+    chars = alphabet([u.text for u in data["train"]]) if opts["ctc"] == "1" else ""
     cfg = BackboneConfig(image_size=32, patch_size=16, width=32, depth=1, heads=2, text_width=w, text_depth=2,
-                         embed_dim=w, audio_width=w, audio_depth=int(opts["depth"]), audio_heads=4)  # fmt: skip
+                         embed_dim=w, audio_width=w, audio_depth=int(opts["depth"]), audio_heads=4,
+                         audio_ctc=chars, audio_ctc_weight=float(opts["ctc_weight"]))  # fmt: skip
     model = SpokenBackbone(cfg)
     steps = int(opts["steps"])
     tcfg = TrainConfig(out=f"{opts['out']}/run", steps=steps, lr=float(opts["lr"]), min_lr=float(opts["lr"]) / 20,
@@ -129,6 +133,15 @@ def main(argv: list[str]) -> dict:
         "r1_seen": retrieval_r1(model, data["seen"], candidates),
         "r1_held_out": retrieval_r1(model, data["held_out"], candidates),
         "r1_validation": retrieval_r1(model, data["validation"], candidates) if "validation" in data else None,
+        **(
+            {
+                f"r1_{split}_transcription": retrieval_r1(model, data[split], candidates, by="transcription")
+                for split in ("seen", "held_out", "validation")
+                if split in data
+            }
+            if cfg.audio_ctc
+            else {}
+        ),
         "final_loss": summary.get("final_loss", summary.get("loss")),
         "steps": steps,
         "train_s": round(train_s, 1),

@@ -20,6 +20,12 @@ Spoken instructions (`audio_width > 0`; 0 builds no audio parameters, so earlier
 (which removes much of what tells one voice or microphone from another), subsampled 4x in time by two stride-2
 convolutions (40 ms per token, the conformer / Whisper front end) into a small transformer, mean-pooled over the
 valid frames and projected into the same space as the text, with its own SigLIP temperature and bias.
+With `audio_ctc > 0` the audio tokens also transcribe the instruction (`transcription_loss`): CTC (Graves et al. 2006)
+over the instruction's letters, digits, kana and kanji (`ctc_targets`: lower-cased, anything else dropped; the
+alphabet `audio_ctc` is data in the config, `alphabet(texts)` builds it from the training instructions; 0 is CTC's
+blank and 1 a character outside the alphabet), two outputs per 40 ms token so that a fast utterance still has more
+outputs than characters. It is a per-token training signal where the SigLIP loss gives one match per
+utterance; `transcription_scores` ranks candidate instructions by it.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from genba.io import one_line
 
 BYTE_PAD = 256  # byte values are 0..255; 256 pads
 STEMS = ("patch", "conv")
+CTC_UPSAMPLE = 2  # transcription outputs per audio token
 
 
 @dataclass
@@ -60,6 +67,8 @@ class BackboneConfig:
     audio_heads: int = 4
     audio_max_seconds: float = 8.0  # longer waveforms are cut
     n_mels: int = 64
+    audio_ctc: str = ""  # the alphabet the audio tokens transcribe (CTC; `alphabet`); "" = no transcription head
+    audio_ctc_weight: float = 1.0  # the transcription loss's weight beside the speech-text loss (SpokenBackbone)
 
     def __post_init__(self) -> None:
         if self.image_size % self.patch_size:
@@ -68,6 +77,8 @@ class BackboneConfig:
             raise GenbaError(f"stem={self.stem!r} (valid: {', '.join(STEMS)})")
         if self.stem == "conv" and (self.patch_size < 2 or self.patch_size & (self.patch_size - 1)):
             raise GenbaError(f"stem=conv needs a power-of-two patch_size >= 2, got {self.patch_size}")
+        if self.audio_ctc and (not self.audio_width or len(set(self.audio_ctc)) != len(self.audio_ctc)):
+            raise GenbaError("audio_ctc needs an audio encoder (audio_width > 0) and each character once")
         for name, heads in (("width", self.heads), ("text_width", self.text_heads), ("audio_width", self.audio_heads)):
             if getattr(self, name) % heads:
                 raise GenbaError(f"{name}={getattr(self, name)} is not divisible by its heads ({heads})")
@@ -252,6 +263,8 @@ class Backbone(nn.Module):
             self.audio_proj = nn.Linear(cfg.audio_width, cfg.embed_dim)
             self.audio_logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
             self.audio_logit_bias = nn.Parameter(torch.tensor(-10.0))
+        if cfg.audio_ctc:  # only then: earlier checkpoints load strictly, as they were saved
+            self.audio_ctc = nn.Linear(cfg.audio_width, CTC_UPSAMPLE * (len(cfg.audio_ctc) + 2))
 
     def encode_images(self, frames: torch.Tensor) -> torch.Tensor:
         """frames (B, 3, H, W) uint8 (or float in [0, 1]) -> patch tokens (B, P, width)."""
@@ -295,6 +308,38 @@ class Backbone(nn.Module):
         """SigLIP's sigmoid loss between speech and text, with the audio pair's own temperature and bias."""
         return sigmoid_loss(aud, txt, same, self.audio_logit_scale, self.audio_logit_bias)
 
+    def transcription_logp(self, tokens: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """audio tokens (B, L, audio_width), valid (B, L) -> (log-probabilities (2L, B, V), V = the alphabet + blank
+        + unknown, time-major as CTC reads them, and each utterance's output count (B,))."""
+        if not self.cfg.audio_ctc:
+            raise GenbaError("this backbone has no transcription head (audio_ctc=0)")
+        b, length, _ = tokens.shape
+        logits = self.audio_ctc(tokens).reshape(b, CTC_UPSAMPLE * length, -1)  # (B, 2L, V)
+        return logits.float().log_softmax(-1).transpose(0, 1), CTC_UPSAMPLE * valid.sum(1)
+
+    def transcription_loss(self, tokens: torch.Tensor, valid: torch.Tensor, texts: list[str]) -> torch.Tensor:
+        """CTC loss of the instructions' characters given the audio tokens (B, L, audio_width), valid (B, L); mean
+        over the batch of each utterance's loss per target character."""
+        logp, out_len = self.transcription_logp(tokens, valid)
+        targets = [ctc_targets(t, self.cfg.audio_ctc) for t in texts]
+        lengths = torch.tensor([len(t) for t in targets], device=tokens.device)
+        flat = torch.tensor([c for t in targets for c in t], dtype=torch.long, device=tokens.device)
+        return F.ctc_loss(logp, flat, out_len, lengths, blank=0, reduction="mean", zero_infinity=True)
+
+    @torch.no_grad()
+    def transcription_scores(self, tokens: torch.Tensor, valid: torch.Tensor, candidates: list[str]) -> torch.Tensor:
+        """Audio tokens (B, L, audio_width), valid (B, L), C candidate instructions -> (B, C) log-likelihood of
+        each candidate's characters under the transcription head (higher is likelier)."""
+        logp, out_len = self.transcription_logp(tokens, valid)  # (2L, B, V), (B,)
+        b, c = tokens.shape[0], len(candidates)
+        targets = [ctc_targets(t, self.cfg.audio_ctc) for t in candidates]
+        lengths = torch.tensor([len(t) for t in targets], device=tokens.device).repeat(b)  # (B * C,)
+        flat = torch.tensor([x for _ in range(b) for t in targets for x in t], dtype=torch.long, device=tokens.device)
+        nll = F.ctc_loss(
+            logp.repeat_interleave(c, 1), flat, out_len.repeat_interleave(c), lengths, blank=0, reduction="none"
+        )  # (B * C,): inf where a candidate has more characters than the outputs can spell
+        return -nll.reshape(b, c)
+
     def image_embedding(self, tokens: list[torch.Tensor]) -> torch.Tensor:
         """Each camera's patch tokens (B, P, width) -> one unit vector (B, embed_dim) for the scene."""
         pooled = torch.stack([t.mean(1) for t in tokens]).mean(0)  # (B, width)
@@ -314,6 +359,26 @@ def sigmoid_loss(a: torch.Tensor, b: torch.Tensor, same: torch.Tensor, scale: to
     logits = a @ b.T * scale.exp() + bias  # (B, B)
     labels = same.to(logits.dtype) * 2 - 1
     return -F.logsigmoid(labels * logits).sum() / a.shape[0]
+
+
+def spoken_chars(text: str) -> list[str]:
+    """What a speaker says of an instruction: its letters, digits, kana and kanji, lower-cased (punctuation and
+    spaces are not spoken)."""
+    return [c for c in text.lower() if c.isalnum()]
+
+
+def alphabet(texts: list[str]) -> str:
+    """The sorted characters the instructions `texts` speak: a transcription head's `audio_ctc`."""
+    return "".join(sorted({c for t in texts for c in spoken_chars(t)}))
+
+
+def ctc_targets(text: str, chars: str) -> list[int]:
+    """An instruction as CTC targets over the alphabet `chars`: 2 + its index, 1 outside it (0 is the blank)."""
+    index = {c: i + 2 for i, c in enumerate(chars)}
+    targets = [index.get(c, 1) for c in spoken_chars(text)]
+    if not targets:
+        raise GenbaError(f"instruction {one_line(text)!r} has no letters to transcribe")
+    return targets
 
 
 def same_text(texts: list[str]) -> torch.Tensor:

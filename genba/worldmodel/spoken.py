@@ -10,7 +10,8 @@ A model supplies `loss(batch)` to genba.train's one loop; it is a Backbone (chec
 so its audio, text and image weights load into any model built on the same BackboneConfig. Augmentation, drawn
 per epoch from a seeded generator: random gain, up to 0.25 s of leading silence, and half of the utterances mixed
 with synthesized factory noise at 5..30 dB; optionally (`voice=True`) speed perturbation, a random equalizer and
-SpecAugment-style masks, which vary what tells one voice from another.
+SpecAugment-style masks, which vary what tells one voice from another. With `audio_ctc` in the config the loss adds
+the backbone's transcription loss (CTC over the instruction's characters), weighted by `audio_ctc_weight`.
 """
 
 from __future__ import annotations
@@ -72,13 +73,19 @@ class SpokenBackbone(Backbone):
         return self.text_embedding(self.encode_text(texts)[1])
 
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-        aud = self.embed_audio(batch["waves"], batch["lengths"])  # (B, E)
+        tokens, pooled, valid = self.encode_audio(batch["waves"], batch["lengths"])  # (B, L, w), (B, w), (B, L)
+        aud = self.audio_embedding(pooled)  # (B, E)
         txt = self.embed_text(batch["texts"])  # (B, E)
         same = same_text(batch["texts"]).to(aud.device)  # (B, B)
         loss = self.audio_text_loss(aud, txt, same)
+        metrics = {"speech_text": float(loss.detach())}
+        if self.cfg.audio_ctc:
+            ctc = self.transcription_loss(tokens, valid, batch["texts"])
+            loss = loss + self.cfg.audio_ctc_weight * ctc
+            metrics["ctc"] = float(ctc.detach())
         with torch.no_grad():
-            hit = same[torch.arange(len(same)), (aud @ txt.T).argmax(1)].float().mean().item()
-        return loss, {"batch_r1": hit}
+            metrics["batch_r1"] = same[torch.arange(len(same)), (aud @ txt.T).argmax(1)].float().mean().item()
+        return loss, metrics
 
 
 register_model(KIND, SpokenBackbone, BackboneConfig)
@@ -161,8 +168,14 @@ def batches(
 
 
 @torch.no_grad()
-def retrieval_r1(model: SpokenBackbone, corpus: list[Utterance], candidates: dict[str, list[str]]) -> dict:
-    """R@1 of each utterance against its language's candidate instructions: {lang: {voice: r1, "all": r1}}."""
+def retrieval_r1(
+    model: SpokenBackbone, corpus: list[Utterance], candidates: dict[str, list[str]], by: str = "embedding"
+) -> dict:
+    """R@1 of each utterance against its language's candidate instructions: {lang: {voice: r1, "all": r1}}.
+    `by="embedding"`: the nearest instruction in the shared space; `by="transcription"`: the instruction whose
+    characters the transcription head (audio_ctc) finds likeliest."""
+    if by not in ("embedding", "transcription"):
+        raise ValueError(f"by={by!r}: valid are embedding, transcription")
     model.eval()
     device = next(model.parameters()).device
     out: dict[str, dict[str, float]] = {}
@@ -173,7 +186,12 @@ def retrieval_r1(model: SpokenBackbone, corpus: list[Utterance], candidates: dic
         for start in range(0, len(utts), 64):
             chunk = utts[start : start + 64]
             waves, lengths = pad([u.wave for u in chunk])
-            best = (model.embed_audio(waves.to(device), lengths.to(device)) @ txt.T).argmax(1).tolist()
+            tokens, pooled, valid = model.encode_audio(waves.to(device), lengths.to(device))
+            if by == "embedding":
+                scores = model.audio_embedding(pooled) @ txt.T  # (b, C)
+            else:
+                scores = model.transcription_scores(tokens, valid, texts)  # (b, C)
+            best = scores.argmax(1).tolist()
             for u, b in zip(chunk, best, strict=True):
                 hits.setdefault(u.voice, []).append(texts[b] == u.text)
         out[lang] = {v: round(float(np.mean(h)), 4) for v, h in hits.items()}

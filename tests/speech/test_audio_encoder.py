@@ -1,9 +1,12 @@
 """The backbone's audio encoder: no audio parameters unless asked (earlier checkpoints load), padding does not change
 an utterance's embedding, and co-training with the text encoder through genba.train's loop learns to tell spoken
-instructions apart (loss falls, retrieval on what it heard beats chance); the voice perturbation is seeded and stays
-within its ranges."""
+instructions apart (loss falls, retrieval on what it heard beats chance); the transcription head (CTC over the
+instruction's characters) learns to spell what it heard; the voice perturbation is seeded and stays within its
+ranges."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -12,7 +15,7 @@ import torch
 from genba.errors import GenbaError
 from genba.speech import Voice
 from genba.train.loop import TrainConfig, train
-from genba.worldmodel.backbone import Backbone, BackboneConfig
+from genba.worldmodel.backbone import Backbone, BackboneConfig, alphabet, ctc_targets
 from genba.worldmodel.spoken import (
     SR,
     SpokenBackbone,
@@ -70,6 +73,42 @@ def test_co_training_learns_spoken_instructions(tmp_path, one_thread) -> None:
     assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:5]), losses
     r1 = retrieval_r1(model, corpus, {"en": texts})["en"]["all"]
     assert r1 > 2 / len(texts), r1  # chance is 1/6
+
+
+def test_transcription_targets_and_config() -> None:
+    assert alphabet(["Reach the red cube.", "赤いキューブ"]) == "".join(sorted(set("reachthedcube赤いキューブ")))
+    assert ctc_targets("Cab!", "abc") == [4, 2, 3]  # 0 blank, 1 outside the alphabet, 2.. the alphabet
+    assert ctc_targets("a z", "abc") == [2, 1]
+    with pytest.raises(GenbaError, match="no letters to transcribe"):
+        ctc_targets("...", "abc")
+    with pytest.raises(GenbaError, match="audio_ctc needs an audio encoder"):
+        BackboneConfig(**TINY, audio_ctc="abc")
+    with pytest.raises(GenbaError, match="each character once"):
+        BackboneConfig(**TINY, audio_width=32, audio_heads=2, audio_ctc="aab")
+    plain = SpokenBackbone(BackboneConfig(**TINY, audio_width=32, audio_heads=2))
+    assert not any(k.startswith("audio_ctc") for k in plain.state_dict())  # earlier checkpoints load strictly
+    with pytest.raises(GenbaError, match="no transcription head"):
+        plain.transcription_logp(torch.zeros(1, 4, 32), torch.ones(1, 4, dtype=torch.bool))
+
+
+def test_the_transcription_head_learns_to_spell_what_it_heard(tmp_path, one_thread) -> None:
+    torch.manual_seed(0)
+    texts = instructions("reach", "en")[:: 42 // 6][:6]
+    corpus = speak_corpus(texts, "en", [Voice.parse(v) for v in ("espeak:en-us:0.9", "espeak:en-us+f3:1.1")])
+    model = SpokenBackbone(BackboneConfig(**TINY, audio_width=32, audio_heads=2, audio_ctc=alphabet(texts)))
+    # CTC first learns to emit blanks: at 120 steps retrieval by spelling was 0.25 here, at 200 steps 0.92
+    cfg = TrainConfig(
+        out=str(tmp_path / "run"), steps=200, lr=3e-3, min_lr=3e-4, warmup=8, device="cpu", progress=False
+    )
+    train(cfg, model, batches(corpus, batch_size=12))
+    ctc = [json.loads(line)["metrics"]["ctc"] for line in (tmp_path / "run/metrics.jsonl").open()
+           if '"ctc": ' in line]  # fmt: skip
+    assert np.mean(ctc[-10:]) < 0.5 * np.mean(ctc[:5]), ctc
+    r1 = retrieval_r1(model, corpus, {"en": texts}, by="transcription")["en"]["all"]
+    assert r1 >= 0.5, r1  # chance is 1/6
+    tokens, _, valid = model.encode_audio(*pad([corpus[0].wave]))
+    scores = model.transcription_scores(tokens, valid, [texts[0], texts[0] * 20])  # (1, 2)
+    assert scores[0, 1] == -float("inf") and torch.isfinite(scores[0, 0])  # too long to spell in the outputs
 
 
 def test_the_tokens_marked_valid_stop_where_the_encoder_stops_reading() -> None:
