@@ -137,7 +137,8 @@ AUDIO_PREFIXES = ("audio.", "audio_proj.", "audio_logit_scale", "audio_logit_bia
 
 def speech_from(run: str) -> tuple[dict, dict]:
     """A run's speech encoder: (its BackboneConfig audio fields, its audio weights keyed as in a Backbone). The run is
-    a speech-text backbone (kind spoken_backbone) or a world model whose backbone has an audio encoder."""
+    a speech-text backbone (kind spoken_backbone) or a world model whose backbone has an audio encoder. A
+    transcription head (`audio_ctc`) stays behind: the policy reads the encoder's tokens."""
     import safetensors.torch
 
     from genba.policies.vla_policy import checkpoint_folder
