@@ -13,8 +13,9 @@ out of training. Prints one JSON line; record it in benchmarks/README.md.
 Keys: task=reach protocol=voice steps=1500 batch=64 width=128 depth=2 lr=1e-3 seed=0 threads=1 out=outputs/spoken
 cache=outputs/spoken/corpus (one file per voice and language, synthesized once) synth_only=0|1
 voice_aug=0|1 (genba.worldmodel.spoken.perturb_voice on every training utterance: speed, equalizer, masks)
-ctc=0|1 (the audio tokens also transcribe the instruction's characters, CTC, weighted by ctc_weight=1.0;
-R@1 is then also reported by the transcription head's likelihood of each candidate, `r1_*_transcription`)
+ctc=1|0 (default 1 since the twelfth session: the audio tokens also transcribe the instruction's characters, CTC,
+weighted by ctc_weight=1.0; R@1 is then also reported by the transcription head's likelihood of each candidate,
+`r1_*_transcription`)
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def corpora(task: str, protocol: str, cache: Path) -> dict[str, list[Utterance]]
 def main(argv: list[str]) -> dict:
     opts = {"task": "reach", "steps": "1500", "batch": "64", "width": "128", "depth": "2", "lr": "1e-3", "seed": "0",
             "out": "outputs/spoken", "cache": "outputs/spoken/corpus", "threads": "1", "protocol": "voice",
-            "synth_only": "0", "voice_aug": "0", "ctc": "0", "ctc_weight": "1.0"}  # fmt: skip
+            "synth_only": "0", "voice_aug": "0", "ctc": "1", "ctc_weight": "1.0"}  # fmt: skip
     if {"-h", "--help"} & set(argv):
         print(__doc__)
         raise SystemExit(0)
