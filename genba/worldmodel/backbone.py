@@ -20,11 +20,11 @@ Spoken instructions (`audio_width > 0`; 0 builds no audio parameters, so earlier
 (which removes much of what tells one voice or microphone from another), subsampled 4x in time by two stride-2
 convolutions (40 ms per token, the conformer / Whisper front end) into a small transformer, mean-pooled over the
 valid frames and projected into the same space as the text, with its own SigLIP temperature and bias.
-With `audio_ctc > 0` the audio tokens also transcribe the instruction (`transcription_loss`): CTC (Graves et al. 2006)
-over the instruction's letters, digits, kana and kanji (`ctc_targets`: lower-cased, anything else dropped; the
-alphabet `audio_ctc` is data in the config, `alphabet(texts)` builds it from the training instructions; 0 is CTC's
-blank and 1 a character outside the alphabet), two outputs per 40 ms token so that a fast utterance still has more
-outputs than characters. It is a per-token training signal where the SigLIP loss gives one match per
+With an alphabet in `audio_ctc` the audio tokens also transcribe the instruction (`transcription_loss`): CTC
+(Graves et al. 2006) over the instruction's letters, digits, kana and kanji (`ctc_targets`: lower-cased, anything
+else dropped; `alphabet(texts)` builds the alphabet from the training instructions and the config keeps it; 0 is
+CTC's blank and 1 a character outside the alphabet), two outputs per 40 ms token so that a fast utterance still has
+more outputs than characters. It is a per-token training signal where the SigLIP loss gives one match per
 utterance; `transcription_scores` ranks candidate instructions by it.
 """
 
@@ -312,7 +312,7 @@ class Backbone(nn.Module):
         """audio tokens (B, L, audio_width), valid (B, L) -> (log-probabilities (2L, B, V), V = the alphabet + blank
         + unknown, time-major as CTC reads them, and each utterance's output count (B,))."""
         if not self.cfg.audio_ctc:
-            raise GenbaError("this backbone has no transcription head (audio_ctc=0)")
+            raise GenbaError("this backbone has no transcription head (audio_ctc is empty)")
         b, length, _ = tokens.shape
         logits = self.audio_ctc(tokens).reshape(b, CTC_UPSAMPLE * length, -1)  # (B, 2L, V)
         return logits.float().log_softmax(-1).transpose(0, 1), CTC_UPSAMPLE * valid.sum(1)
