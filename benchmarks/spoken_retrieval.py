@@ -16,6 +16,12 @@ voice_aug=0|1 (genba.worldmodel.spoken.perturb_voice on every training utterance
 ctc=1|0 (default 1 since the twelfth session: the audio tokens also transcribe the instruction's characters, CTC,
 weighted by ctc_weight=1.0; R@1 is then also reported by the transcription head's likelihood of each candidate,
 `r1_*_transcription`)
+low_voices=0|1 (protocol=voice: Kokoro's training voices also at 4 and 7 semitones lower, speed 1; Kokoro has no
+native pitch, so the shift resamples and lowers the formants with the pitch, as a longer vocal tract does)
+eval_only=<out>/run/last: measure a run already trained (with the options it was trained with) instead of training
+
+The JSON line carries every utterance's hit (`hits`: split -> readout -> language -> voice -> 0/1 in corpus order), so
+two runs compare per utterance (exact McNemar) on the same utterances.
 """
 
 from __future__ import annotations
@@ -30,9 +36,10 @@ import numpy as np
 import torch
 
 from genba.speech import Voice
+from genba.train.checkpoint import load_model
 from genba.train.loop import TrainConfig, train
 from genba.worldmodel.backbone import BackboneConfig, alphabet
-from genba.worldmodel.spoken import SpokenBackbone, Utterance, batches, instructions, retrieval_r1, speak_corpus
+from genba.worldmodel.spoken import SpokenBackbone, Utterance, batches, instructions, retrieval_hits, speak_corpus
 
 SEEN = {
     "en": ["espeak:en-us", "espeak:en-us+m3", "espeak:en+f3", "espeak:en-gb-scotland+f4"],
@@ -44,6 +51,7 @@ PROSODY = [(0.9, -2.0), (0.9, 2.0), (1.1, -2.0), (1.1, 2.0)]  # (speed, pitch se
 # the only male Kokoro voice, the test voice that nothing is chosen on.
 KOKORO_TRAIN = ["kokoro:jf_gongitsune", "kokoro:jf_nezumi", "kokoro:jf_tebukuro"]
 KOKORO_PROSODY = [(0.9, -2.0), (1.1, 2.0)]
+KOKORO_LOW = [(1.0, -4.0), (1.0, -7.0)]  # low_voices=1: lowered female voices, about a male voice's range
 PROTOCOLS = {
     # held-out engine: train on espeak-ng and OpenJTalk only, test on the neural engine
     "engine": {"held_out": ["kokoro:jm_kumo", "kokoro:jf_alpha"]},
@@ -68,13 +76,14 @@ def voice_corpus(task: str, lang: str, voice: Voice, cache: Path) -> list[Uttera
     return out
 
 
-def corpora(task: str, protocol: str, cache: Path) -> dict[str, list[Utterance]]:
+def corpora(task: str, protocol: str, cache: Path, low_voices: bool = False) -> dict[str, list[Utterance]]:
     """{"train", "seen", "held_out"[, "validation"]}: utterances for training, the training voices at an untrained
     prosody (speed 1, pitch 0), and the voices kept out of training."""
     train_voices = {lang: [(v, PROSODY) for v in names] for lang, names in SEEN.items()}
     if protocol == "voice":
+        prosody = KOKORO_PROSODY + (KOKORO_LOW if low_voices else [])
         for lang in train_voices:
-            train_voices[lang] += [(v, KOKORO_PROSODY) for v in KOKORO_TRAIN]
+            train_voices[lang] += [(v, prosody) for v in KOKORO_TRAIN]
     out: dict[str, list[Utterance]] = {"train": [], "seen": []}
     for lang, voices in train_voices.items():
         for name, prosody in voices:
@@ -90,7 +99,8 @@ def corpora(task: str, protocol: str, cache: Path) -> dict[str, list[Utterance]]
 def main(argv: list[str]) -> dict:
     opts = {"task": "reach", "steps": "1500", "batch": "64", "width": "128", "depth": "2", "lr": "1e-3", "seed": "0",
             "out": "outputs/spoken", "cache": "outputs/spoken/corpus", "threads": "1", "protocol": "voice",
-            "synth_only": "0", "voice_aug": "0", "ctc": "1", "ctc_weight": "1.0"}  # fmt: skip
+            "synth_only": "0", "voice_aug": "0", "ctc": "1", "ctc_weight": "1.0", "low_voices": "0",
+            "eval_only": ""}  # fmt: skip
     if {"-h", "--help"} & set(argv):
         print(__doc__)
         raise SystemExit(0)
@@ -106,7 +116,7 @@ def main(argv: list[str]) -> dict:
     started = time.perf_counter()
     if opts["protocol"] not in PROTOCOLS:
         raise SystemExit(f"protocol={opts['protocol']!r}: valid are {', '.join(PROTOCOLS)}")
-    data = corpora(opts["task"], opts["protocol"], Path(opts["cache"]))
+    data = corpora(opts["task"], opts["protocol"], Path(opts["cache"]), low_voices=opts["low_voices"] == "1")
     synth_s = time.perf_counter() - started
     if opts["synth_only"] == "1":
         print(json.dumps({k: len(v) for k, v in data.items()} | {"synth_s": round(synth_s, 1)}))
@@ -116,33 +126,39 @@ def main(argv: list[str]) -> dict:
     cfg = BackboneConfig(image_size=32, patch_size=16, width=32, depth=1, heads=2, text_width=w, text_depth=2,
                          embed_dim=w, audio_width=w, audio_depth=int(opts["depth"]), audio_heads=4,
                          audio_ctc=chars, audio_ctc_weight=float(opts["ctc_weight"]))  # fmt: skip
-    model = SpokenBackbone(cfg)
     steps = int(opts["steps"])
-    tcfg = TrainConfig(out=f"{opts['out']}/run", steps=steps, lr=float(opts["lr"]), min_lr=float(opts["lr"]) / 20,
-                       warmup=min(100, steps // 10), weight_decay=0.05, seed=int(opts["seed"]), log_every=50,
-                       device="cpu", progress=True)  # fmt: skip
     t0 = time.perf_counter()
-    summary = train(
-        tcfg, model, batches(data["train"], int(opts["batch"]), seed=int(opts["seed"]), voice=opts["voice_aug"] == "1")
-    )
+    if opts["eval_only"]:
+        model, loaded = load_model(opts["eval_only"], kind="spoken_backbone")
+        if loaded != cfg:
+            raise SystemExit(f"eval_only={opts['eval_only']}: trained with another backbone than these options give")
+        summary: dict = {}
+    else:
+        model = SpokenBackbone(cfg)
+        tcfg = TrainConfig(out=f"{opts['out']}/run", steps=steps, lr=float(opts["lr"]), min_lr=float(opts["lr"]) / 20,
+                           warmup=min(100, steps // 10), weight_decay=0.05, seed=int(opts["seed"]), log_every=50,
+                           device="cpu", progress=True)  # fmt: skip
+        train_data = batches(data["train"], int(opts["batch"]), seed=int(opts["seed"]), voice=opts["voice_aug"] == "1")
+        summary = train(tcfg, model, train_data)
     train_s = time.perf_counter() - t0
     candidates = {lang: instructions(opts["task"], lang) for lang in SEEN}
+    readouts = ["embedding"] + (["transcription"] if cfg.audio_ctc else [])
+    splits = [s for s in ("seen", "validation", "held_out") if s in data]
+    hits = {s: {by: retrieval_hits(model, data[s], candidates, by) for by in readouts} for s in splits}
+    r1 = {
+        f"r1_{s}" + ("" if by == "embedding" else f"_{by}"): {
+            lang: {v: round(float(np.mean(h)), 4) for v, h in voices.items()}
+            | {"all": round(float(np.mean([x for h in voices.values() for x in h])), 4)}
+            for lang, voices in hits[s][by].items()
+        }
+        for s in splits
+        for by in readouts
+    }
     result = {
         "task": opts["task"],
         "candidates_per_language": {k: len(v) for k, v in candidates.items()},
         "train_utterances": len(data["train"]),
-        "r1_seen": retrieval_r1(model, data["seen"], candidates),
-        "r1_held_out": retrieval_r1(model, data["held_out"], candidates),
-        "r1_validation": retrieval_r1(model, data["validation"], candidates) if "validation" in data else None,
-        **(
-            {
-                f"r1_{split}_transcription": retrieval_r1(model, data[split], candidates, by="transcription")
-                for split in ("seen", "held_out", "validation")
-                if split in data
-            }
-            if cfg.audio_ctc
-            else {}
-        ),
+        **r1,
         "final_loss": summary.get("final_loss", summary.get("loss")),
         "steps": steps,
         "train_s": round(train_s, 1),
@@ -151,6 +167,13 @@ def main(argv: list[str]) -> dict:
         "device": f"cpu ({torch.get_num_threads()} threads), {platform.processor() or platform.machine()}",
         "date": time.strftime("%Y-%m-%d"),
         "options": opts,
+        "hits": {
+            s: {
+                by: {lang: {v: [int(x) for x in h] for v, h in voices.items()} for lang, voices in per.items()}
+                for by, per in hits[s].items()
+            }
+            for s in splits
+        },
     }
     print(json.dumps(result, ensure_ascii=False))
     return result

@@ -168,17 +168,18 @@ def batches(
 
 
 @torch.no_grad()
-def retrieval_r1(
+def retrieval_hits(
     model: SpokenBackbone, corpus: list[Utterance], candidates: dict[str, list[str]], by: str = "embedding"
-) -> dict:
-    """R@1 of each utterance against its language's candidate instructions: {lang: {voice: r1, "all": r1}}.
-    `by="embedding"`: the nearest instruction in the shared space; `by="transcription"`: the instruction whose
-    characters the transcription head (audio_ctc) finds likeliest."""
+) -> dict[str, dict[str, list[bool]]]:
+    """Whether each utterance retrieves its own instruction among its language's candidates: {lang: {voice: [hit,
+    ...]}} in corpus order, for paired comparisons of two encoders on the same utterances. `by="embedding"`: the
+    nearest instruction in the shared space; `by="transcription"`: the instruction whose characters the transcription
+    head (audio_ctc) finds likeliest."""
     if by not in ("embedding", "transcription"):
         raise ValueError(f"by={by!r}: valid are embedding, transcription")
     model.eval()
     device = next(model.parameters()).device
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, list[bool]]] = {}
     for lang, texts in candidates.items():
         txt = model.embed_text(texts)  # (C, E)
         utts = [u for u in corpus if u.lang == lang]
@@ -194,6 +195,17 @@ def retrieval_r1(
             best = scores.argmax(1).tolist()
             for u, b in zip(chunk, best, strict=True):
                 hits.setdefault(u.voice, []).append(texts[b] == u.text)
+        out[lang] = hits
+    return out
+
+
+def retrieval_r1(
+    model: SpokenBackbone, corpus: list[Utterance], candidates: dict[str, list[str]], by: str = "embedding"
+) -> dict:
+    """R@1 of each utterance against its language's candidate instructions: {lang: {voice: r1, "all": r1}}
+    (retrieval_hits, averaged)."""
+    out: dict[str, dict[str, float]] = {}
+    for lang, hits in retrieval_hits(model, corpus, candidates, by).items():
         out[lang] = {v: round(float(np.mean(h)), 4) for v, h in hits.items()}
         out[lang]["all"] = round(float(np.mean([x for h in hits.values() for x in h])), 4) if hits else float("nan")
     return out

@@ -23,6 +23,7 @@ from genba.worldmodel.spoken import (
     instructions,
     pad,
     perturb_voice,
+    retrieval_hits,
     retrieval_r1,
     speak_corpus,
 )
@@ -73,6 +74,9 @@ def test_co_training_learns_spoken_instructions(tmp_path, one_thread) -> None:
     assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:5]), losses
     r1 = retrieval_r1(model, corpus, {"en": texts})["en"]["all"]
     assert r1 > 2 / len(texts), r1  # chance is 1/6
+    hits = retrieval_hits(model, corpus, {"en": texts})["en"]  # per utterance, in corpus order, per voice
+    assert [len(h) for h in hits.values()] == [len(texts)] * 2 and set(hits) == {u.voice for u in corpus}
+    assert np.mean([x for h in hits.values() for x in h]) == pytest.approx(r1, abs=1e-4)
 
 
 def test_transcription_targets_and_config() -> None:
