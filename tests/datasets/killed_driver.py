@@ -18,7 +18,9 @@ from genba.datasets.distributed import PLAN_FILE, shard_dir, shard_done, shard_r
 
 
 def start_cli(options: dict, out: Path) -> subprocess.Popen:
-    """`python -m genba collect` with `options` (CollectConfig fields) in its own session."""
+    """`python -m genba collect` with `options` (CollectConfig fields) in its own session, its output in
+    `<out>.cli.log`: a pipe nobody reads while the test waits fills (its progress bar writes ~110 bytes/s) and then
+    blocks the driver."""
     env = {**os.environ, "SVT_LOG": "1"}
     env.pop("GENBA_KILL_AT", None)
     env.pop("GENBA_FAIL_AT", None)
@@ -26,7 +28,13 @@ def start_cli(options: dict, out: Path) -> subprocess.Popen:
         env.setdefault("PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / "genba-test-pycache"))
     args = [f"{k}={json.dumps(v, separators=(',', ':')).replace(chr(34), '')}" for k, v in options.items()]
     cmd = [sys.executable, "-m", "genba", "collect", *args, f"out={out}"]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(cli_log(out), "wb") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def cli_log(out: Path) -> Path:
+    return out.with_name(out.name + ".cli.log")
 
 
 def shard_commits(out: Path) -> dict[tuple[int, int], dict]:
@@ -64,7 +72,7 @@ def kill_driver_mid_run(options: dict, out: Path) -> tuple[dict, set]:
     while proc.poll() is None and not any(c["episodes"] for c in shard_commits(out).values()):
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
-    assert proc.wait(timeout=60) == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    assert proc.wait(timeout=60) == -signal.SIGKILL, cli_log(out).read_text(errors="replace")[-2000:]
     roots = list(shard_dir(out).glob("attempts-*"))
     deadline = time.time() + 60
     while not all(unlocked(r) for r in roots) and time.time() < deadline:
