@@ -39,7 +39,15 @@ from genba.speech import Voice
 from genba.train.checkpoint import load_model
 from genba.train.loop import TrainConfig, train
 from genba.worldmodel.backbone import BackboneConfig, alphabet
-from genba.worldmodel.spoken import SpokenBackbone, Utterance, batches, instructions, retrieval_hits, speak_corpus
+from genba.worldmodel.spoken import (
+    SpokenBackbone,
+    Utterance,
+    batches,
+    instructions,
+    r1_of,
+    retrieval_hits,
+    speak_corpus,
+)
 
 SEEN = {
     "en": ["espeak:en-us", "espeak:en-us+m3", "espeak:en+f3", "espeak:en-gb-scotland+f4"],
@@ -145,15 +153,7 @@ def main(argv: list[str]) -> dict:
     readouts = ["embedding"] + (["transcription"] if cfg.audio_ctc else [])
     splits = [s for s in ("seen", "validation", "held_out") if s in data]
     hits = {s: {by: retrieval_hits(model, data[s], candidates, by) for by in readouts} for s in splits}
-    r1 = {
-        f"r1_{s}" + ("" if by == "embedding" else f"_{by}"): {
-            lang: {v: round(float(np.mean(h)), 4) for v, h in voices.items()}
-            | {"all": round(float(np.mean([x for h in voices.values() for x in h])), 4)}
-            for lang, voices in hits[s][by].items()
-        }
-        for s in splits
-        for by in readouts
-    }
+    r1 = {f"r1_{s}" + ("" if by == "embedding" else f"_{by}"): r1_of(hits[s][by]) for s in splits for by in readouts}
     result = {
         "task": opts["task"],
         "candidates_per_language": {k: len(v) for k, v in candidates.items()},

@@ -203,9 +203,14 @@ def retrieval_r1(
     model: SpokenBackbone, corpus: list[Utterance], candidates: dict[str, list[str]], by: str = "embedding"
 ) -> dict:
     """R@1 of each utterance against its language's candidate instructions: {lang: {voice: r1, "all": r1}}
-    (retrieval_hits, averaged)."""
+    (retrieval_hits, averaged by r1_of)."""
+    return r1_of(retrieval_hits(model, corpus, candidates, by))
+
+
+def r1_of(hits: dict[str, dict[str, list[bool]]]) -> dict[str, dict[str, float]]:
+    """retrieval_hits averaged: {lang: {voice: r1, "all": r1 over the language's utterances}}."""
     out: dict[str, dict[str, float]] = {}
-    for lang, hits in retrieval_hits(model, corpus, candidates, by).items():
-        out[lang] = {v: round(float(np.mean(h)), 4) for v, h in hits.items()}
-        out[lang]["all"] = round(float(np.mean([x for h in hits.values() for x in h])), 4) if hits else float("nan")
+    for lang, voices in hits.items():
+        out[lang] = {v: round(float(np.mean(h)), 4) for v, h in voices.items()}
+        out[lang]["all"] = round(float(np.mean([x for h in voices.values() for x in h])), 4) if voices else float("nan")
     return out
