@@ -14,7 +14,10 @@ genba.worldmodel.blocks); the instruction is the pooled byte-level text encoding
 its hashed byte n-grams, backbone.ByteNGrams, the byte transformer frozen). Attention is frame-block causal
 through `genba.kernels.st_attention` (frame t sees frames t - frame_window < j <= t), with a rotary embedding over the
 frame index, so rollouts longer than the training clips keep the relative positions they were trained on. The
-outputs at frame t are the next latents z_{t+1} = z_t + dz and the next state s_{t+1} = s_t + ds.
+outputs at frame t are the next latents z_{t+1} = z_t + dz and the next state s_{t+1} = s_t + ds. With
+`state_render`, dz also has a term from an MLP over each patch's hidden token plus an embedding of the next joint
+state: the recorded s_{t+1} in the teacher-forced losses, the predicted one (detached) in rollouts. The arm's pixels
+are a function of its joints, and the predicted joints follow the actions, so the pictures can follow them too.
 
 Pixels of a predicted frame are `D(z_hat) + g * (x_ref - D(z_ref))` (decode_residual, the default), x_ref being the
 last real frame: the decoder's error on it is carried over, so the static scene stays exact and the capacity goes to
@@ -76,6 +79,7 @@ class WorldModelConfig:
     rollout_steps: int = 4  # frames predicted autoregressively in the rollout loss
     rollout_context: int = 0  # real frames the rollout loss starts from (0 = context_frames); 1 = no motion seen
     action_adaln: bool = False  # also scale and shift every token's norms by its frame's action (AdaLN-Zero)
+    state_render: bool = False  # the next latents also read the next joint state (see the module docstring)
     text_ngrams: int = 0  # buckets of hashed byte n-grams read as the instruction (byte transformer frozen); 0 = none
     decode_residual: bool = True
     residual_gate: bool = True  # learn to drop the carried detail of patches that changed (see the module docstring)
@@ -170,6 +174,14 @@ class WorldModel(Normalized):
         for head in (self.lat_out, self.state_out, self.gate):  # start as "nothing changes": copy-last
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
+        if cfg.state_render:  # created last: the other weights get the same initial values as without it
+            self.next_state_in = nn.Linear(cfg.state_dim, cfg.width)
+            hidden = 4 * cfg.width
+            self.render = nn.Sequential(
+                nn.Linear(cfg.width, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, cfg.latent_dim)
+            )
+            nn.init.zeros_(self.render[-1].weight)
+            nn.init.zeros_(self.render[-1].bias)
 
     # ---- tokenizer and backbone features ----
 
@@ -228,10 +240,20 @@ class WorldModel(Normalized):
             x = block(x, rope, n=n, window=cfg.frame_window, backend=cfg.backend, cache=cache, cond=cond)
         return self.norm_out(x).unflatten(1, (-1, n))
 
-    def _heads(self, h: torch.Tensor, z: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Hidden (B, F, N, W) at frames t -> (z_{t+1} (B, F, C*P, latent), s_{t+1} (B, F, S)), residual."""
+    def _heads(
+        self, h: torch.Tensor, z: torch.Tensor, s: torch.Tensor, s_next: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden (B, F, N, W) at frames t -> (z_{t+1} (B, F, C*P, latent), s_{t+1} (B, F, S)), residual. With
+        state_render the latents also read s_{t+1}: s_next (B, F, S) normalized when given (teacher forcing: the
+        recorded next state), else the predicted one, detached (the state head learns from the state losses only)."""
         cp = z.shape[2]
-        return z + self.lat_out(h[:, :, :cp]), s + self.state_out(h[:, :, cp])
+        cams = h[:, :, :cp]  # (B, F, C*P, W)
+        s_hat = s + self.state_out(h[:, :, cp])
+        dz = self.lat_out(cams)
+        if self.config.state_render:
+            cond = s_hat.detach() if s_next is None else s_next
+            dz = dz + self.render(cams + self.next_state_in(cond)[:, :, None])  # every patch sees the joints
+        return z + dz, s_hat
 
     def _success(self, h: torch.Tensor) -> torch.Tensor | None:
         """Hidden (B, F, N, W) at frames t -> logits of next.success (B, F); None without the head."""
@@ -303,7 +325,8 @@ class WorldModel(Normalized):
         z, vit = self.encode(x), self.features(x)  # (B, T, CP, latent), (B, T, C, P, width_b)
         text = self.instruction(list(batch[keys.TASK]))  # (B, text_width)
         h = self._run(self._tokens(z, vit, s, a, text), a, 0)  # (B, T, N, W)
-        z_hat, s_hat = self._heads(h, z, s)
+        s_next = torch.cat([s[:, 1:], s[:, -1:]], 1)  # (B, T, S): the recorded s_{t+1} (the last frame's is unused)
+        z_hat, s_hat = self._heads(h, z, s, s_next)
         target_z, recon = z.detach(), self.decode(z)
         pix = self._pixels(z_hat[:, :-1], x[:, :-1], z[:, :-1], recon[:, :-1])
         terms = {
