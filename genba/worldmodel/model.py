@@ -14,13 +14,7 @@ genba.worldmodel.blocks); the instruction is the pooled byte-level text encoding
 its hashed byte n-grams, backbone.ByteNGrams, the byte transformer frozen). Attention is frame-block causal
 through `genba.kernels.st_attention` (frame t sees frames t - frame_window < j <= t), with a rotary embedding over the
 frame index, so rollouts longer than the training clips keep the relative positions they were trained on. The
-outputs at frame t are the next latents z_{t+1} = z_t + dz and the next state s_{t+1} = s_t + ds. With
-`state_render`, dz also has a renderer's term: an MLP per patch over that patch's latent z_t, its position and the
-joint states s_t and s_{t+1} (the recorded one when teacher-forced, the predicted one in rollouts), trained only by
-its own teacher-forced loss (`w_render`: latent and pixel errors of z_t + render) and added to the dynamics'
-prediction detached, so the dynamics learn what the joints do not say. The renderer sees no history, no other patch
-and no instruction: the joints are its only clue to the arm's motion, so the pictures follow the predicted joints,
-which follow the actions.
+outputs at frame t are the next latents z_{t+1} = z_t + dz and the next state s_{t+1} = s_t + ds.
 
 Pixels of a predicted frame are `D(z_hat) + g * (x_ref - D(z_ref))` (decode_residual, the default), x_ref being the
 last real frame: the decoder's error on it is carried over, so the static scene stays exact and the capacity goes to
@@ -82,8 +76,6 @@ class WorldModelConfig:
     rollout_steps: int = 4  # frames predicted autoregressively in the rollout loss
     rollout_context: int = 0  # real frames the rollout loss starts from (0 = context_frames); 1 = no motion seen
     action_adaln: bool = False  # also scale and shift every token's norms by its frame's action (AdaLN-Zero)
-    state_render: bool = False  # a per-patch renderer of the next latents from the joints (see the docstring)
-    w_render: float = 1.0  # its own loss (latent + w_pixel * pixel errors), with state_render
     text_ngrams: int = 0  # buckets of hashed byte n-grams read as the instruction (byte transformer frozen); 0 = none
     decode_residual: bool = True
     residual_gate: bool = True  # learn to drop the carried detail of patches that changed (see the module docstring)
@@ -178,14 +170,6 @@ class WorldModel(Normalized):
         for head in (self.lat_out, self.state_out, self.gate):  # start as "nothing changes": copy-last
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
-        if cfg.state_render:  # created last: the other weights get the same initial values as without it
-            hidden = 4 * cfg.width
-            self.render_in = nn.Linear(cfg.latent_dim + 2 * cfg.state_dim, hidden)
-            self.render_pos = nn.Parameter(torch.zeros(len(cfg.cameras) * bb.patches, hidden))
-            nn.init.trunc_normal_(self.render_pos, std=0.02)
-            self.render_out = nn.Sequential(nn.GELU(approximate="tanh"), nn.Linear(hidden, cfg.latent_dim))
-            nn.init.zeros_(self.render_out[-1].weight)
-            nn.init.zeros_(self.render_out[-1].bias)
 
     # ---- tokenizer and backbone features ----
 
@@ -244,24 +228,10 @@ class WorldModel(Normalized):
             x = block(x, rope, n=n, window=cfg.frame_window, backend=cfg.backend, cache=cache, cond=cond)
         return self.norm_out(x).unflatten(1, (-1, n))
 
-    def _heads(
-        self, h: torch.Tensor, z: torch.Tensor, s: torch.Tensor, s_next: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Hidden (B, F, N, W) at frames t -> (z_{t+1} (B, F, C*P, latent), s_{t+1} (B, F, S)), residual. With
-        state_render the renderer's term is added, detached: from s_next (B, F, S) normalized when given
-        (teacher forcing: the recorded next state), else from the predicted one."""
+    def _heads(self, h: torch.Tensor, z: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden (B, F, N, W) at frames t -> (z_{t+1} (B, F, C*P, latent), s_{t+1} (B, F, S)), residual."""
         cp = z.shape[2]
-        s_hat = s + self.state_out(h[:, :, cp])
-        dz = self.lat_out(h[:, :, :cp])
-        if self.config.state_render:
-            dz = dz + self._render(z, s, s_hat.detach() if s_next is None else s_next).detach()
-        return z + dz, s_hat
-
-    def _render(self, z: torch.Tensor, s: torch.Tensor, s_next: torch.Tensor) -> torch.Tensor:
-        """The renderer: latents z (B, F, C*P, latent) of frames t, their states s and the next states s_next (B, F,
-        S) normalized -> its latent change (B, F, C*P, latent), each patch from itself, its position and the joints."""
-        joints = torch.cat([s, s_next], -1)[:, :, None].expand(*z.shape[:3], -1)  # (B, F, C*P, 2S)
-        return self.render_out(self.render_in(torch.cat([z, joints], -1)) + self.render_pos)
+        return z + self.lat_out(h[:, :, :cp]), s + self.state_out(h[:, :, cp])
 
     def _success(self, h: torch.Tensor) -> torch.Tensor | None:
         """Hidden (B, F, N, W) at frames t -> logits of next.success (B, F); None without the head."""
@@ -333,8 +303,7 @@ class WorldModel(Normalized):
         z, vit = self.encode(x), self.features(x)  # (B, T, CP, latent), (B, T, C, P, width_b)
         text = self.instruction(list(batch[keys.TASK]))  # (B, text_width)
         h = self._run(self._tokens(z, vit, s, a, text), a, 0)  # (B, T, N, W)
-        s_next = torch.cat([s[:, 1:], s[:, -1:]], 1)  # (B, T, S): the recorded s_{t+1} (the last frame's is unused)
-        z_hat, s_hat = self._heads(h, z, s, s_next if cfg.state_render else None)
+        z_hat, s_hat = self._heads(h, z, s)
         target_z, recon = z.detach(), self.decode(z)
         pix = self._pixels(z_hat[:, :-1], x[:, :-1], z[:, :-1], recon[:, :-1])
         terms = {
@@ -350,11 +319,6 @@ class WorldModel(Normalized):
             + cfg.w_recon * terms["recon"]
         )
         prediction = total  # what the frames and joints cost, without the head's and the contrastive terms
-        if cfg.state_render:  # the renderer alone, on its own loss: the joints are its only clue to the motion
-            z_r = z[:, :-1] + self._render(z[:, :-1], s[:, :-1], s[:, 1:])
-            terms["render_latent"] = F.mse_loss(z_r, target_z[:, 1:])
-            terms["render_pixel"] = F.mse_loss(self._pixels(z_r, x[:, :-1], z[:, :-1], recon[:, :-1]), x[:, 1:])
-            total = total + cfg.w_render * (cfg.w_latent * terms["render_latent"] + cfg.w_pixel * terms["render_pixel"])
         labels = batch.get(keys.NEXT_SUCCESS) if cfg.success_head else None  # (B, T) float, 1 = success after a_t
         if labels is not None:
             terms["success"] = self._success_loss(self._success(h), labels)

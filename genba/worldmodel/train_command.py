@@ -7,8 +7,8 @@
 The cameras (every video feature, or `cameras=`), the state and action sizes and the fps come from the dataset.
 Episodes are split into train and validation once (`<out>/split.json`, seeded; reused on resume); normalization
 statistics of the state and action come from the training episodes only. The presets (genba/worldmodel/presets/
-<name>.yaml) hold the model's shape and the schedule; steps=, batch_size=, lr=, frame_window=, rollout_steps=,
-rollout_context= and state_render= override them. The run folder gets
+<name>.yaml) hold the model's shape and the schedule; steps=, batch_size=, lr=, frame_window=, rollout_steps= and
+rollout_context= override them. The run folder gets
 the training loop's metrics.jsonl, last/ and best/ checkpoints (safetensors + JSON) and train_summary.json.
 
 The success head (what the world-model env ends episodes on, genba.worldmodel.env) trains when the data has success
@@ -55,9 +55,6 @@ class TrainWorldModelConfig:
     )
     rollout_context: int = field(
         default=-1, metadata={"help": "real frames the rollout loss starts from (-1 = preset, 0 = context_frames)"}
-    )
-    state_render: bool | None = field(
-        default=None, metadata={"help": "next latents also read the next joint state (null = the preset's)"}
     )
     backend: str = field(default="auto", metadata={"help": "attention backend: auto, sdpa, flex, triton, reference"})
     val_fraction: float = field(default=0.1, metadata={"help": "share of episodes held out for validation"})
@@ -159,8 +156,6 @@ def build(cfg: TrainWorldModelConfig) -> dict:
     for name in ("rollout_steps", "rollout_context"):
         if getattr(cfg, name) >= 0:
             model_fields[name] = getattr(cfg, name)
-    if cfg.state_render is not None:
-        model_fields["state_render"] = cfg.state_render
     model_cfg = WorldModelConfig(**model_fields)
     torch.manual_seed(cfg.seed)  # the initial weights (the loop re-seeds for the data and the rest)
     model = WorldModel(model_cfg)
