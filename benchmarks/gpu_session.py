@@ -7,14 +7,17 @@ what it has after every stage to OUT/gpu_session.json (a killed run still return
   1. env        the device, its multiprocessors and L2, torch and triton versions, clocks as nvidia-smi reads them;
   2. ceilings   a device-to-device copy (bytes read + written) and an 8192^3 bf16 matmul on random data, rotated
                 buffers, medians of events: the measured ceilings the kernel's figures are read against;
-  3. tests      `pytest -m gpu` on tests/kernels/test_gpu.py and tests/worldmodel/test_model_gpu.py;
-  4. target     `genba bench attention` at the issue's target shape (bf16, D=128, F=16, N=256, window none and 4);
-  5. worldmodel `genba bench worldmodel preset=small device=cuda` with backend triton (eager, then its loss through
-                torch.compile's inductor), sdpa and flex;
-  6. sweep      every block/warp/stage configuration of each kernel at the target shape, launched directly (not
-                through the autotuner), each checked against the autotuned kernel's outputs, with poisoned outputs;
+  3. sweep      block/warp/stage configurations of each kernel at the target shape, the pointer kernels
+                (triton_attention.py) and the descriptor (TMA) ones (triton_tma.py), launched directly (not through
+                the autotuner) into NaN-poisoned outputs, each checked against the autotuned pointer kernel;
+  4. target     `genba bench attention` at the issue's target shape (bf16, D=128, F=16, N=256, window none and 4),
+                with the pointer kernels, then the descriptor ones;
+  5. tests      `pytest -m gpu` on tests/kernels/test_gpu.py and tests/worldmodel/test_model_gpu.py;
+  6. worldmodel `genba bench worldmodel preset=small device=cuda`: triton (descriptor kernels, the sm_90 default),
+                triton with the pointer kernels, flex, then triton with the loss through torch.compile's inductor
+                (last: its compilation outlasted 260 s of a call on 2026-12-01);
   7. grid       the rest of the issue's grid, shape by shape, until the deadline.
-On a machine without CUDA, `--smoke` runs stages 1, 6 and 7 on tiny shapes under TRITON_INTERPRET=1 (a check of
+On a machine without CUDA, `--smoke` runs stages 1, 3 and 7 on tiny shapes under TRITON_INTERPRET=1 (a check of
 this script, not a measurement).
 """
 
@@ -51,10 +54,10 @@ def main() -> int:
     stages = [
         ("env", lambda: env()),
         ("ceilings", lambda: None if smoke else ceilings()),
-        ("tests", lambda: None if smoke else tests(out)),
-        ("target", lambda: None if smoke else target()),
-        ("worldmodel", lambda: None if smoke else worldmodel(out, args.deadline)),
         ("sweep", lambda: sweep(smoke, args.deadline)),
+        ("target", lambda: None if smoke else target()),
+        ("tests", lambda: None if smoke else tests(out)),
+        ("worldmodel", lambda: None if smoke else worldmodel(out, args.deadline)),
         ("grid", lambda: grid(smoke, args.deadline, [int(d) for d in args.grid_dims.split(",")])),
     ]
     only = set(filter(None, args.only.split(",")))
@@ -152,82 +155,116 @@ def _bench(**kw) -> dict:
 
 def _tuner_choices() -> dict:
     from genba.kernels import triton_attention as ta
+    from genba.kernels import triton_tma as tt
 
-    return {
+    pointer = {
         name: {str(key): str(cfg) for key, cfg in ta._TUNED[kernel].cache.items()} for kernel, name in ta._NAMES.items()
     }
+    tma = {f"tma {name}": {str(key): str(cfg) for key, cfg in tuned.cache.items()} for name, tuned in tt._TUNED.items()}
+    return pointer | tma
+
+
+def _kernels(use_tma: bool | None) -> None:
+    """Which Triton kernels st_attention takes: the descriptor (TMA) ones, the pointer ones, or by device."""
+    from genba.kernels import triton_tma
+
+    triton_tma.USE = use_tma
 
 
 def target() -> dict:
-    summary = _bench(dims=[128], tokens=[256], frames=[16], windows=[0, 4])
-    return {"rows": summary["rows"], "targets": summary["targets"], "tuned": _tuner_choices()}
+    """The target shape through st_attention twice: with the pointer kernels, then the descriptor (TMA) ones."""
+    res = {}
+    for label, use in (("pointer", False), ("tma", True)):
+        _kernels(use)
+        summary = _bench(dims=[128], tokens=[256], frames=[16], windows=[0, 4])
+        res[label] = {"rows": summary["rows"], "targets": summary["targets"]}
+    _kernels(None)
+    return res | {"tuned": _tuner_choices()}
 
 
 def sweep(smoke: bool, deadline: float) -> dict:
-    """Each kernel at the target shape with every configuration, launched directly; poisoned outputs, checked."""
+    """Each kernel at the target shape, pointer tiles and descriptor (TMA) tiles, every configuration launched
+    directly into NaN-poisoned outputs and checked against the autotuned pointer kernel's results."""
     import triton
 
     from genba.kernels import triton_attention as ta
+    from genba.kernels import triton_tma as tt
     from genba.kernels.reference import attention_flops, useful_pairs
 
     if smoke:
         batch, heads, frames, n, d, dtype, dev = 1, 1, 3, 16, 32, torch.float32, "cpu"
-        blocks_m, blocks_n, warps, stages = [16], [16, 32], [4], [2]
     else:
         batch, heads, frames, n, d, dtype, dev = 8, 16, 16, 256, 128, torch.bfloat16, "cuda"
-        blocks_m, blocks_n, warps, stages = [64, 128], [32, 64, 128], [4, 8], [2, 3, 4]
     length, scale = frames * n, d**-0.5
     q, k, v, do = (torch.randn(batch, heads, length, d, device=dev, dtype=dtype) for _ in range(4))
-    want_out, lse = ta.forward(q, k, v, n, None, True, scale)
+    want_out, lse = ta.forward(q, k, v, n, None, True, scale, (16, 16) if smoke else None)
     want = dict(zip(("dq", "dk", "dv"), ta.backward(do, q, k, v, want_out, lse, n, None, True, scale), strict=True))
-    delta = (want_out.float() * do.float()).sum(-1)
+    want |= {"out": want_out, "lse": lse}
+    delta = ta.softmax_delta(want_out, do)
     flops_fwd, _ = attention_flops(useful_pairs(frames, n, None, True), batch, heads, d)
-    common = (scale * math.log2(math.e), length, n, frames, 0)
     consts = dict(HEAD_DIM=d, CAUSAL=True, WINDOW=False, PREC=ta._prec(dtype))
-    plans = {
-        "fwd": [(bm, bn, w, s) for bm in blocks_m for bn in blocks_n for w in warps for s in stages],
-        "dq": [(bm, bn, w, s) for bm in blocks_m for bn in blocks_n[:2] for w in warps for s in stages[:2]],
-        "dkdv": [(bm, bn, w, s) for bm in [16, 32, 64] for bn in blocks_n[1:] for w in warps for s in stages[:2]],
-    }
+    scalars = (length, n, frames, 0)
     if smoke:
-        plans["dkdv"] = [(16, 16, 4, 2)]
+        tile = (16, 16, 4, 2)
+        plans = {("pointer", "fwd"): [tile], ("tma", "fwd"): [(*tile, 0), (*tile, 1)], ("pointer", "dkdv"): [tile],
+                 ("tma", "dq"): [tile], ("tma", "dkdv"): [tile]}  # fmt: skip
+    else:
+        plans = {("pointer", name): [c[:4] for c in cands if c[4] >= d] for name, cands in ta._CANDIDATES.items()}
+        plans[("tma", "fwd")] = [(64, 64, 4, 3, 0), (64, 64, 4, 3, 1), (64, 64, 4, 4, 1), (128, 64, 8, 3, 0),
+                                 (128, 64, 8, 3, 1), (128, 64, 8, 4, 1), (128, 128, 8, 3, 1), (128, 128, 8, 2, 0),
+                                 (128, 32, 8, 3, 1), (64, 128, 4, 3, 1), (64, 128, 4, 2, 0)]  # fmt: skip
+        plans[("tma", "dq")] = [(64, 64, 4, 3), (64, 64, 4, 2), (128, 64, 8, 3), (128, 32, 8, 3), (64, 32, 4, 3),
+                                (128, 128, 8, 2), (64, 128, 4, 2)]  # fmt: skip
+        plans[("tma", "dkdv")] = [(64, 64, 4, 2), (32, 64, 4, 3), (32, 128, 8, 3), (128, 64, 8, 2), (64, 64, 8, 3),
+                                  (64, 64, 8, 2), (32, 64, 4, 2)]  # fmt: skip
+    wanted = {"fwd": ("out", "lse"), "dq": ("dq",), "dkdv": ("dk", "dv")}
     rows, left_out = [], []
-    for name, configs in plans.items():
-        for bm, bn, w, s in configs:
+    for (impl, name), configs in plans.items():
+        for config in configs:
             if time.time() - START > deadline:
-                left_out.append((name, bm, bn, w, s))
+                left_out.append((impl, name, config))
                 continue
-            outs = [torch.full_like(q, float("nan")) for _ in range(2 if name == "dkdv" else 1)]
-            lse_out = torch.full_like(lse, float("nan"))
-            if name == "fwd":
-                grid, args = (triton.cdiv(length, bm), batch * heads), (q, k, v, outs[0], lse_out, *common)
-            elif name == "dq":
-                grid = (triton.cdiv(length, bm), batch * heads)
-                args = (q, k, v, do, lse, delta, outs[0], scale, *common)
+            outs = {w: torch.full_like(want[w], float("nan")) for w in wanted[name]}
+            if impl == "tma":
+                desc = {t: tt.descriptor(x) for t, x in (("q", q), ("k", k), ("v", v), ("do", do))}
+                desc |= {w: tt.descriptor(x) for w, x in outs.items() if w != "lse"}
+                if name == "fwd":
+                    args = (desc["q"], desc["k"], desc["v"], desc["out"], outs["lse"], scale * math.log2(math.e))
+                elif name == "dq":
+                    args = (desc["q"], desc["k"], desc["v"], desc["do"], lse, delta, desc["dq"], scale,
+                            scale * math.log2(math.e))  # fmt: skip
+                else:
+                    args = (desc["q"], desc["k"], desc["v"], desc["do"], lse, delta, desc["dk"], desc["dv"], scale,
+                            scale * math.log2(math.e))  # fmt: skip
+                rows_of = "BLOCK_N" if name == "dkdv" else "BLOCK_M"
+
+                def launch(name=name, rows_of=rows_of, config=config, args=args):
+                    tt.launch(name, rows_of, length, batch * heads, config, *args, *scalars, **consts)
             else:
-                grid = (triton.cdiv(length, bn), batch * heads)
-                args = (q, k, v, do, lse, delta, outs[0], outs[1], scale, *common)
-            kernel = {"fwd": ta._fwd_kernel, "dq": ta._bwd_dq_kernel, "dkdv": ta._bwd_dkdv_kernel}[name]
+                bm, bn, w, s = config
+                kernel = {"fwd": ta._fwd_kernel, "dq": ta._bwd_dq_kernel, "dkdv": ta._bwd_dkdv_kernel}[name]
+                grid = (triton.cdiv(length, bn if name == "dkdv" else bm), batch * heads)
+                if name == "fwd":
+                    args = (q, k, v, outs["out"], outs["lse"], scale * math.log2(math.e))
+                elif name == "dq":
+                    args = (q, k, v, do, lse, delta, outs["dq"], scale, scale * math.log2(math.e))
+                else:
+                    args = (q, k, v, do, lse, delta, outs["dk"], outs["dv"], scale, scale * math.log2(math.e))
 
-            def launch(kernel=kernel, grid=grid, args=args, bm=bm, bn=bn, w=w, s=s):  # -> CompiledKernel
-                return kernel[grid](*args, **consts, BLOCK_M=bm, BLOCK_N=bn, num_warps=w, num_stages=s)
+                def launch(kernel=kernel, grid=grid, args=args, bm=bm, bn=bn, w=w, s=s):
+                    kernel[grid](*args, *scalars, **consts, BLOCK_M=bm, BLOCK_N=bn, num_warps=w, num_stages=s)
 
-            row: dict = {"kernel": name, "BLOCK_M": bm, "BLOCK_N": bn, "warps": w, "stages": s}
+            row: dict = {"impl": impl, "kernel": name, "config": list(config)}
             try:
-                compiled = launch()
-                refs = [want_out] if name == "fwd" else [want["dq"]] if name == "dq" else [want["dk"], want["dv"]]
-                if name == "fwd":  # the log-sum-exp the backward reads is an output too
-                    outs, refs = [*outs, lse_out], [*refs, lse]
-                diffs = [(o.float() - r.float()).abs().nan_to_num(math.inf) for o, r in zip(outs, refs, strict=True)]
+                launch()
+                diffs = [(outs[w].float() - want[w].float()).abs().nan_to_num(math.inf) for w in wanted[name]]
                 row["max_diff_vs_autotuned"] = max(float(x.max()) for x in diffs)
                 if not smoke:
                     row["ms"] = round(triton.testing.do_bench(launch, warmup=10, rep=40, return_mode="median"), 4)
                     # executed matmul rate: fwd 2 products per tile, dq 3, dk/dv 4 (the backward recomputes QK^T)
                     row["tflops"] = round(flops_fwd * {"fwd": 1, "dq": 1.5, "dkdv": 2}[name] / row["ms"] / 1e9, 1)
-                    row["regs"], row["spills"] = getattr(compiled, "n_regs", None), getattr(compiled, "n_spills", None)
-                    row["shared_kb"] = getattr(getattr(compiled, "metadata", None), "shared", 0) // 1024
             except Exception as exc:  # out of shared memory and the like: a configuration that does not run
-                row["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+                row["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
             rows.append(row)
     return {"shape": dict(B=batch, H=heads, F=frames, N=n, D=d, dtype=str(dtype)), "rows": rows, "not_run": left_out,
             "tuned": _tuner_choices() if not smoke else None}  # fmt: skip
@@ -238,8 +275,10 @@ def worldmodel(out: Path, deadline: float) -> dict:
     from genba.worldmodel.bench import BenchWorldModelConfig, run_bench_worldmodel
 
     res = {}
-    for backend, compile_backend in (("triton", ""), ("triton", "inductor"), ("sdpa", ""), ("flex", "")):
-        name = f"{backend}+{compile_backend}" if compile_backend else backend
+    runs = (("triton", "", None), ("triton", "", False), ("flex", "", None), ("triton", "inductor", None))
+    for backend, compile_backend, use_tma in runs:
+        name = backend + ("-pointer" if use_tma is False else "") + (f"+{compile_backend}" if compile_backend else "")
+        _kernels(use_tma)
         if time.time() - START > deadline:
             res[name] = {"skipped": "deadline"}
             continue
@@ -251,6 +290,9 @@ def worldmodel(out: Path, deadline: float) -> dict:
         except Exception as exc:  # one backend's failure (a compile error, say) leaves the others to run
             res[name] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
         torch.cuda.empty_cache()
+        (out / "wm.json").write_text(json.dumps(res, indent=1))  # after each: a killed run keeps the finished ones
+        print(name, json.dumps(res[name])[:600], flush=True)
+    _kernels(None)
     (out / "wm.json").write_text(json.dumps(res, indent=1))
     return res
 
@@ -279,18 +321,21 @@ def summary(results: dict) -> str:
     lines = [f"total {time.time() - START:.0f} s"]
     for name in ("env", "ceilings", "tests"):
         lines.append(f"{name}: {json.dumps(results.get(name), default=str)[:400]}")
-    tgt = results.get("target") or {}
-    lines.append(f"targets: {json.dumps(tgt.get('targets'), default=str)}")
     from genba.kernels.bench import format_table
 
-    for stage in ("target", "grid"):
-        rows = (results.get(stage) or {}).get("rows")
-        if rows:
-            lines.append(format_table(rows))
+    tgt = results.get("target") or {}
+    for label in ("pointer", "tma"):
+        if (tgt.get(label) or {}).get("rows"):
+            lines += [f"target, {label} kernels: {json.dumps(tgt[label]['targets'], default=str)}"]
+            lines.append(format_table(tgt[label]["rows"]))
+    rows = (results.get("grid") or {}).get("rows")
+    if rows:
+        lines.append(format_table(rows))
     best = {}
     for r in (results.get("sweep") or {}).get("rows", []):
-        if "ms" in r and (r["kernel"] not in best or r["ms"] < best[r["kernel"]]["ms"]):
-            best[r["kernel"]] = r
+        key = f"{r['impl']} {r['kernel']}"
+        if "ms" in r and (key not in best or r["ms"] < best[key]["ms"]):
+            best[key] = r
     lines.append(f"sweep best: {json.dumps(best)}")
     for backend, r in (results.get("worldmodel") or {}).items():
         keys = ("step_ms", "tokens_per_s", "mfu", "step_tflop", "error", "skipped")

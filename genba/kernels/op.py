@@ -3,7 +3,8 @@
 Custom ops with fake implementations are opaque to torch.compile: it traces models that call the kernel, with
 symbolic shapes, instead of trying (and failing) to trace into Triton's launcher. Autograd is registered on the
 forward op and calls the backward op, so compiled backward graphs keep the kernel too. Only torch is imported here;
-the kernel module (and triton) is imported when the op first runs on real tensors.
+the kernel module (and triton) is imported when the op first runs on real tensors: triton_tma.py's descriptor
+kernels on sm_90 and later, triton_attention.py's pointer kernels elsewhere (the same function, tile for tile).
 
 Both ops carry FLOP formulas for torch's FlopCounterMode (what MFU figures count): the useful FLOPs of the unmasked
 (query, key) pairs only, 4 * pairs * D per head forward and 2.5x that backward (reference.attention_flops).
@@ -30,9 +31,10 @@ def st_attention_op(
     scale: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """q, k, v contiguous (B, H, L, D) -> out (B, H, L, D), lse (B, H, L) fp32 (log2 units; for the backward)."""
-    from genba.kernels import triton_attention
+    from genba.kernels import triton_attention, triton_tma
 
-    return triton_attention.forward(q, k, v, tokens_per_frame, frame_window or None, causal, scale)
+    kernels = triton_tma if triton_tma.enabled(q.device) else triton_attention
+    return kernels.forward(q, k, v, tokens_per_frame, frame_window or None, causal, scale)
 
 
 @st_attention_op.register_fake
@@ -55,9 +57,10 @@ def st_attention_backward_op(
     scale: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """-> dq, dk, dv, each (B, H, L, D) like q, k, v."""
-    from genba.kernels import triton_attention
+    from genba.kernels import triton_attention, triton_tma
 
-    return triton_attention.backward(grad_out, q, k, v, out, lse, tokens_per_frame, frame_window or None, causal, scale)
+    kernels = triton_tma if triton_tma.enabled(q.device) else triton_attention
+    return kernels.backward(grad_out, q, k, v, out, lse, tokens_per_frame, frame_window or None, causal, scale)
 
 
 @st_attention_backward_op.register_fake

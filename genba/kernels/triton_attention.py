@@ -363,6 +363,17 @@ def forward(
     return out, lse
 
 
+def softmax_delta(out: torch.Tensor, do: torch.Tensor) -> torch.Tensor:
+    """out, do contiguous (B, H, L, D) -> rowsum(dO * O) (B, H, L) fp32, the softmax's correction in the backward."""
+    batch, heads, length, head_dim = out.shape
+    result = torch.empty((batch, heads, length), device=out.device, dtype=torch.float32)
+    rows = INTERPRET_BLOCKS[0] if INTERPRET else DELTA_ROWS
+    _bwd_delta_kernel[(triton.cdiv(length, rows), batch * heads)](
+        out, do, result, length, HEAD_DIM=head_dim, BLOCK_M=rows
+    )
+    return result
+
+
 def backward(
     do: torch.Tensor,
     q: torch.Tensor,
@@ -379,11 +390,8 @@ def backward(
     """All (B, H, L, D) contiguous, lse (B, H, L) from `forward` -> dq, dk, dv (B, H, L, D)."""
     check_runnable(q.device)
     batch, heads, length, head_dim = q.shape
-    do, out = do.contiguous(), out.contiguous()
-    delta = torch.empty((batch, heads, length), device=q.device, dtype=torch.float32)  # the softmax's correction
-    rows = INTERPRET_BLOCKS[0] if INTERPRET else DELTA_ROWS
-    grid = (triton.cdiv(length, rows), batch * heads)
-    _bwd_delta_kernel[grid](out, do, delta, length, HEAD_DIM=head_dim, BLOCK_M=rows)
+    do = do.contiguous()
+    delta = softmax_delta(out.contiguous(), do)
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     frames = length // tokens_per_frame
     consts = dict(HEAD_DIM=head_dim, CAUSAL=causal, WINDOW=frame_window is not None, PREC=_prec(q.dtype))

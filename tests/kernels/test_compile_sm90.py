@@ -1,4 +1,5 @@
-"""Without a GPU: the kernels compile for an H100 (sm_90) through triton's bundled ptxas, onto wgmma, unspilled."""
+"""Without a GPU: the kernels compile for an H100 (sm_90) through triton's bundled ptxas, onto wgmma, unspilled;
+the descriptor kernels' tiles move through the copy engine (TMA)."""
 
 import json
 import os
@@ -14,15 +15,25 @@ CUOBJDUMP = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuob
 # A separate process: compiling needs TRITON_INTERPRET unset, and this one runs the interpreter.
 SCRIPT = """
 import json, pathlib, re, subprocess, sys, tempfile
+from genba.kernels import triton_tma
 from genba.kernels.triton_attention import _CANDIDATES, compile_ahead
+
+def facts(k):
+    cubin = pathlib.Path(tempfile.mkdtemp()) / "k.cubin"
+    cubin.write_bytes(k.asm["cubin"])
+    usage = subprocess.run([sys.argv[1], "--dump-resource-usage", str(cubin)], capture_output=True, text=True).stdout
+    ptx = k.asm["ptx"]
+    return {"wgmma": "wgmma" in ptx, "tma": "cp.async.bulk.tensor" in ptx,
+            "stack": int(re.search(r"STACK:(\\d+)", usage).group(1))}
+
 report = {}
 for name, candidates in _CANDIDATES.items():  # the first autotuning candidate meant for D = 128, per kernel
     bm, bn, warps, stages, _ = next(c for c in candidates if c[4] == 128)
     k = compile_ahead(name, dtype="bf16", head_dim=128, block_m=bm, block_n=bn, num_warps=warps, num_stages=stages)
-    cubin = pathlib.Path(tempfile.mkdtemp()) / "k.cubin"
-    cubin.write_bytes(k.asm["cubin"])
-    usage = subprocess.run([sys.argv[1], "--dump-resource-usage", str(cubin)], capture_output=True, text=True).stdout
-    report[name] = {"wgmma": "wgmma" in k.asm["ptx"], "stack": int(re.search(r"STACK:(\\d+)", usage).group(1))}
+    report[name] = facts(k) | {"tma": None}
+for name, candidates in triton_tma.CANDIDATES.items():  # every descriptor candidate (all meant for D <= 128)
+    for config in candidates:
+        report[f"tma {name} {config}"] = facts(triton_tma.compile_ahead(name, config))
 print(json.dumps(report))
 """
 
@@ -38,6 +49,7 @@ def test_kernels_compile_for_h100_on_tensor_cores_without_spills():
     for name, info in report.items():
         assert info["wgmma"], f"{name}: no wgmma in the PTX (not on Hopper tensor cores)"
         assert info["stack"] == 0, f"{name}: {info['stack']} bytes of register spills"
+        assert info["tma"] is not False, f"{name}: its tiles do not move through the copy engine"
 
 
 def test_autotuning_keeps_only_unspilled_candidates_at_d128():

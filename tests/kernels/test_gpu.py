@@ -64,6 +64,21 @@ def test_low_precision_within_twice_pytorch_error(b, h, f, n, d, window, causal,
         assert ours_err <= 2 * torch_err + 1e-5, f"{name}: kernel {ours_err:.3e} > 2 x PyTorch {torch_err:.3e}"
 
 
+@pytest.mark.parametrize(("b", "h", "f", "n", "d", "window", "causal"), [CASES[1], CASES[3], CASES[5]])
+def test_pointer_kernels_within_twice_pytorch_error(monkeypatch, b, h, f, n, d, window, causal):
+    """The pointer kernels, which GPUs before sm_90 run (on sm_90 the descriptor kernels are the default)."""
+    from genba.kernels import triton_tma
+
+    monkeypatch.setattr(triton_tma, "USE", False)
+    test_low_precision_within_twice_pytorch_error(b, h, f, n, d, window, causal, torch.bfloat16)
+
+
+def test_descriptor_kernels_are_the_default_from_sm90():
+    from genba.kernels import triton_tma
+
+    assert triton_tma.enabled(torch.device("cuda")) is (torch.cuda.get_device_capability()[0] >= 9)
+
+
 def test_fp32_is_exact_on_gpu():
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, 2, 5 * 33, 64, device="cuda") for _ in range(3))
