@@ -40,6 +40,8 @@ PROMPT = "prompt"  # openpi's name for the instruction; the server accepts it as
 RESET = "reset"  # optional bool in an observation: reset the connection's policy first (genba's extension)
 SERVER_TIMING = "server_timing"
 
+# --- environment variables ---
+TRITON_KERNELS_ENV = "GENBA_TRITON_KERNELS"  # auto | tma | pointer: which Triton kernels st_attention takes on CUDA
 # --- cameras and joints of the genba arm ---
 FRONT = "front"
 WRIST = "wrist"

@@ -8,6 +8,7 @@ it for --help); torch and the kernels are imported by `run_bench_attention`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import math
 import statistics
@@ -50,6 +51,10 @@ class BenchAttentionConfig:
     warmup: int = field(default=3, metadata={"help": "untimed calls per measurement (compiles, autotunes)"})
     reps: int = field(default=10, metadata={"help": "timed calls per measurement (median reported)"})
     device: str = field(default="auto", metadata={"help": "auto (cuda if available), cuda, cpu"})
+    triton_kernels: str = field(
+        default="",
+        metadata={"help": "auto (descriptor kernels from sm_90), tma, pointer; empty = $GENBA_TRITON_KERNELS"},
+    )
     out: str = field(default="", metadata={"help": "summary JSON path; empty = outputs/bench-attention-<time>.json"})
 
     def __post_init__(self) -> None:
@@ -60,6 +65,8 @@ class BenchAttentionConfig:
             raise ValueError(f"dtype={self.dtype!r} (valid: {', '.join(DTYPES)})")
         if self.device not in ("auto", "cuda", "cpu"):
             raise ValueError(f"device={self.device!r} (valid: auto, cuda, cpu)")
+        if self.triton_kernels not in ("", "auto", "tma", "pointer"):
+            raise ValueError(f"triton_kernels={self.triton_kernels!r} (valid: auto, tma, pointer)")
         if any(d not in (32, 64, 128) for d in self.dims):
             raise ValueError(f"dims={list(self.dims)}: head dims must be 32, 64 or 128")
         for name in ("frames", "tokens"):
@@ -103,6 +110,7 @@ def run_bench_attention(cfg: BenchAttentionConfig) -> dict:
     with (
         torch._dynamo.config.patch(recompile_limit=limit, fail_on_recompile_limit_hit=True),
         torch._functorch.config.patch(donated_buffer=False),
+        _triton_kernels(cfg.triton_kernels, device if "triton" in backends else None) as kernels,
     ):
         for d, n, f, w in tqdm(configs, desc="bench attention", file=sys.stderr):
             for backend in backends:
@@ -112,6 +120,7 @@ def run_bench_attention(cfg: BenchAttentionConfig) -> dict:
         "date": datetime.date.today().isoformat(),
         "torch": torch.__version__,
         "triton": _triton_version(),
+        "triton_kernels": kernels,
         "dtype": str(dtype).removeprefix("torch."),
         "causal": cfg.causal,
         "rows": rows,
@@ -283,6 +292,26 @@ def _sig(x: float) -> float:
 
 def _fmt(x: float | None) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3g}"
+
+
+@contextlib.contextmanager
+def _triton_kernels(name: str, device: str | None):  # -> Iterator[str | None]
+    """Inside: st_attention's Triton backend takes the family `name` (empty: as configured). Yields the family that
+    `device` gets, tma or pointer; None when Triton is not timed (device None)."""
+    if device is None:
+        yield None
+        return
+    import torch
+
+    from genba.kernels import triton_tma
+
+    before = triton_tma.USE
+    if name:
+        triton_tma.USE = triton_tma.family(name)
+    try:
+        yield "tma" if triton_tma.enabled(torch.device(device)) else "pointer"
+    finally:
+        triton_tma.USE = before
 
 
 def _triton_version() -> str | None:

@@ -15,12 +15,15 @@ Import only through `genba.kernels` (lazily): it imports triton. Triton's interp
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
+from genba import keys
+from genba.errors import GenbaError
 from genba.kernels import triton_attention
 from genba.kernels.triton_attention import INTERPRET, INTERPRET_BLOCKS, _allowed, _inner_range, _prec, check_runnable
 
@@ -164,14 +167,33 @@ CANDIDATES = {
 _ROWS = {"desc_q": "BLOCK_M", "desc_o": "BLOCK_M", "desc_do": "BLOCK_M", "desc_dq": "BLOCK_M",
          "desc_k": "BLOCK_N", "desc_v": "BLOCK_N", "desc_dk": "BLOCK_N", "desc_dv": "BLOCK_N"}  # fmt: skip
 KERNELS = {"fwd": _fwd_tma_kernel, "dq": _bwd_dq_tma_kernel, "dkdv": _bwd_dkdv_tma_kernel}
-USE: bool | None = None  # None: on CUDA devices of compute capability >= 9; True/False force it (benchmarks, tests)
+FAMILIES = {"auto": None, "tma": True, "pointer": False}
+
+
+def family(name: str) -> bool | None:
+    """auto | tma | pointer -> None | True | False (the values of USE), or one line naming the choices."""
+    if name not in FAMILIES:
+        raise GenbaError(f"Triton kernels {name!r} is not one of {', '.join(FAMILIES)} (${keys.TRITON_KERNELS_ENV})")
+    return FAMILIES[name]
+
+
+# None: these kernels on CUDA devices of compute capability >= 9, the pointer ones elsewhere; True / False force one
+# family (benchmarks, tests, or a user's $GENBA_TRITON_KERNELS=pointer to step around a problem with descriptors).
+USE: bool | None = family(os.environ.get(keys.TRITON_KERNELS_ENV, "auto"))
 
 
 def enabled(device: torch.device) -> bool:
     """Whether `st_attention`'s Triton backend takes these kernels on `device` (else the pointer kernels)."""
-    if USE is not None:
-        return USE
-    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 9
+    sm90 = device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 9
+    if USE is None:
+        return sm90
+    if USE and device.type == "cuda" and not sm90:
+        major, minor = torch.cuda.get_device_capability(device)
+        raise GenbaError(
+            f"the descriptor (TMA) kernels need compute capability >= 9.0, this GPU has {major}.{minor}; "
+            f"unset ${keys.TRITON_KERNELS_ENV} or set it to pointer"
+        )
+    return USE
 
 
 def _set_blocks(nargs: dict) -> None:

@@ -25,6 +25,7 @@ def test_cli_runs_the_tiny_grid(tmp_path, capsys):
         assert ("ms_bwd" in r and "ms_fwd_bwd" in r) == (r["backend"] != "flex")  # flex has no backward on CPU
         assert r.get("tflops_bwd", 1) > 0
     assert summary["targets"]["measured"] is False  # no triton row on CPU
+    assert summary["triton_kernels"] is None  # and so no kernel family to report
 
 
 def test_triton_is_refused_on_cpu():
@@ -34,7 +35,12 @@ def test_triton_is_refused_on_cpu():
 
 @pytest.mark.parametrize(
     ("override", "message"),
-    [("backends=[fast]", "backends: unknown"), ("dims=[48]", "head dims must be 32, 64 or 128"), ("dtype=f8", "dtype")],
+    [
+        ("backends=[fast]", "backends: unknown"),
+        ("dims=[48]", "head dims must be 32, 64 or 128"),
+        ("dtype=f8", "dtype"),
+        ("triton_kernels=fast", "triton_kernels='fast' (valid: auto, tma, pointer)"),
+    ],
 )
 def test_bad_config_is_one_line(capsys, override, message):
     assert main(["bench", "attention", override]) == 2

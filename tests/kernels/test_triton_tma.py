@@ -1,6 +1,9 @@
 """The descriptor (TMA) kernels on CPU under TRITON_INTERPRET=1, fp32: the reference's values, through the op too."""
 
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -81,6 +84,40 @@ def test_enabled_follows_the_switch_and_the_device(monkeypatch, use, device_type
 
     monkeypatch.setattr(triton_tma, "USE", use)
     assert triton_tma.enabled(torch.device(device_type)) is want
+
+
+def test_a_gpu_before_sm90_refuses_them_in_one_line(monkeypatch):
+    from genba.errors import GenbaError
+    from genba.kernels import triton_tma
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    monkeypatch.setattr(triton_tma, "USE", None)
+    assert triton_tma.enabled(torch.device("cuda")) is False  # by default: the pointer kernels there
+    monkeypatch.setattr(triton_tma, "USE", True)
+    with pytest.raises(GenbaError, match=r"need compute capability >= 9.0, this GPU has 8.0; unset \$GENBA_TRITON"):
+        triton_tma.enabled(torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    monkeypatch.setattr(triton_tma, "USE", None)
+    assert triton_tma.enabled(torch.device("cuda")) is True
+
+
+@pytest.mark.parametrize(("value", "want"), [("pointer", "False"), ("tma", "True"), ("auto", "None")])
+def test_the_environment_variable_chooses_the_family(value, want):
+    code = "from genba.kernels import triton_tma; print(triton_tma.USE)"
+    env = os.environ | {"GENBA_TRITON_KERNELS": value}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == want
+
+
+def test_a_bad_family_is_one_line():
+    from genba.errors import GenbaError
+    from genba.kernels import triton_tma
+
+    with pytest.raises(
+        GenbaError, match=r"Triton kernels 'fast' is not one of auto, tma, pointer \(\$GENBA_TRITON_KERNELS\)"
+    ):
+        triton_tma.family("fast")
 
 
 def test_st_attention_takes_them_when_switched_on(monkeypatch):
