@@ -8,9 +8,12 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +82,12 @@ def rss_mb(pid: int, field: str = "VmRSS") -> float:
     raise KeyError(field)
 
 
+def _lines(path: Path) -> list[str]:
+    """The complete lines written to `path` so far."""
+    text = path.read_text()
+    return text.splitlines(keepends=True)[: text.count("\n")]
+
+
 @dataclass
 class Served:
     """A `genba serve` process: its "listening on" line and port; after the block, its exit code and output."""
@@ -97,17 +106,23 @@ def genba_serve(*overrides: str, cwd: Path = REPO, env: dict | None = None) -> I
     at the end of the block, as Ctrl-C or a service manager would."""
     env = {**os.environ, "GENBA_API_KEY": "", **(env or {})}
     cmd = [sys.executable, "-m", "genba", "serve", "port=0", *overrides]
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # Output goes to files, not pipes: a pipe nobody reads while the block runs would stall a chatty server.
+    logs = Path(tempfile.mkdtemp(prefix="genba-serve-"))
+    with open(logs / "stdout", "w") as out, open(logs / "stderr", "w") as err:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err, text=True, env=env)
     try:
-        line = ""
-        while "listening on" not in line:
-            line = proc.stderr.readline() if proc.stderr else ""
-            if not line:
-                pytest.fail(f"genba serve exited before listening: {proc.stderr.read()[-2000:] if proc.stderr else ''}")
+        deadline = time.monotonic() + 300
+        while not (line := next((x for x in _lines(logs / "stderr") if "listening on" in x), "")):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"genba serve did not start listening: {(logs / 'stderr').read_text()[-2000:]}")
+            time.sleep(0.05)
         served = Served(proc, line, int(re.search(r"ws://127\.0\.0\.1:(\d+)", line).group(1)))
         yield served
         proc.send_signal(signal.SIGTERM)
-        served.stdout, served.stderr = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        served.stdout, served.stderr = (logs / "stdout").read_text(), (logs / "stderr").read_text()
         served.returncode = proc.returncode
     finally:
         proc.kill()
+        proc.wait(timeout=60)
+        shutil.rmtree(logs, ignore_errors=True)
