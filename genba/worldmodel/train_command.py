@@ -7,8 +7,8 @@
 The cameras (every video feature, or `cameras=`), the state and action sizes and the fps come from the dataset.
 Episodes are split into train and validation once (`<out>/split.json`, seeded; reused on resume); normalization
 statistics of the state and action come from the training episodes only. The presets (genba/worldmodel/presets/
-<name>.yaml) hold the model's shape and the schedule; steps=, batch_size=, lr=, frame_window=, rollout_steps= and
-rollout_context= override them. The run folder gets
+<name>.yaml) hold the model's shape and the schedule; steps=, batch_size=, lr=, frame_window=, rollout_steps=,
+rollout_context= and motion_weight= override them. The run folder gets
 the training loop's metrics.jsonl, last/ and best/ checkpoints (safetensors + JSON) and train_summary.json.
 
 The success head (what the world-model env ends episodes on, genba.worldmodel.env) trains when the data has success
@@ -56,6 +56,9 @@ class TrainWorldModelConfig:
     rollout_context: int = field(
         default=-1, metadata={"help": "real frames the rollout loss starts from (-1 = preset, 0 = context_frames)"}
     )
+    motion_weight: float = field(
+        default=-1.0, metadata={"help": "pixel errors weighted by 1 + this x the real frame's change (-1 = preset)"}
+    )
     backend: str = field(default="auto", metadata={"help": "attention backend: auto, sdpa, flex, triton, reference"})
     val_fraction: float = field(default=0.1, metadata={"help": "share of episodes held out for validation"})
     split_seed: int = field(default=0, metadata={"help": "seed of the train/validation split"})
@@ -89,6 +92,8 @@ class TrainWorldModelConfig:
         for name in ("rollout_steps", "rollout_context"):
             if getattr(self, name) < -1:
                 raise GenbaError(f"{name}={getattr(self, name)} must be >= -1 (-1 = the preset's)")
+        if self.motion_weight < 0 and self.motion_weight != -1:
+            raise GenbaError(f"motion_weight={self.motion_weight} must be >= 0, or -1 (the preset's)")
 
 
 def load_preset(name: str, folder: Path = PRESET_DIR) -> dict:
@@ -156,6 +161,8 @@ def build(cfg: TrainWorldModelConfig) -> dict:
     for name in ("rollout_steps", "rollout_context"):
         if getattr(cfg, name) >= 0:
             model_fields[name] = getattr(cfg, name)
+    if cfg.motion_weight >= 0:
+        model_fields["motion_weight"] = cfg.motion_weight
     model_cfg = WorldModelConfig(**model_fields)
     torch.manual_seed(cfg.seed)  # the initial weights (the loop re-seeds for the data and the rest)
     model = WorldModel(model_cfg)
