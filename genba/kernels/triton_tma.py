@@ -234,14 +234,9 @@ def launch(name: str, grid_rows: str, length: int, bh: int, config: tuple[int, .
         _TUNED[name][lambda meta: (triton.cdiv(length, meta[grid_rows]), bh)](*args, **consts)
         return
     meta = {"BLOCK_M": config[0], "BLOCK_N": config[1]} | ({"SPLIT": config[4]} if name == "fwd" else {})
-    _set_blocks({**{f"desc_{n}": a for n, a in _descriptors(name, args).items()}, **meta, **consts})
+    _set_blocks(dict(zip(KERNELS[name].arg_names, args, strict=False)) | meta | consts)  # as the autotuner would
     grid = (triton.cdiv(length, meta[grid_rows]), bh)
     KERNELS[name][grid](*args, **consts, **meta, num_warps=config[2], num_stages=config[3])
-
-
-def _descriptors(name: str, args: tuple) -> dict[str, TensorDescriptor]:
-    names = {"fwd": "q k v o", "dq": "q k v do _ _ dq", "dkdv": "q k v do _ _ dk dv"}[name].split()
-    return {n: a for n, a in zip(names, args, strict=False) if n != "_"}
 
 
 def forward(
