@@ -381,7 +381,7 @@ class VLA(Normalized):
 
     # ---- training ----
 
-    def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """batch: `observation.images.<cam>` (B, 1, 3, H, W) uint8, state (B, 1, S), action (B, H, A), task (B,);
         with w_env_state, the environment state (B, 1, E)."""
         cfg = self.config
@@ -412,26 +412,26 @@ class VLA(Normalized):
             action_loss = F.mse_loss(self.expert_forward(x_t, t, memory, pad), noise - target)
         else:
             action_loss = F.l1_loss(self.expert_forward(None, None, memory, pad), target)
-        metrics = {"action": float(action_loss.detach())}
+        metrics = {"action": action_loss.detach()}
         total = action_loss
         if cfg.w_contrastive:
             con = self.backbone.contrastive_loss(emb["image"], emb["text"], same_text(tasks).to(target.device))
             total = total + cfg.w_contrastive * con
-            metrics["contrastive"] = float(con.detach())
+            metrics["contrastive"] = con.detach()
         if cfg.spoken and cfg.w_audio_text:  # every utterance, also those the prefix did not read this time
             speech = self.backbone.audio_text_loss(emb["audio"], emb["text"], same_text(tasks).to(target.device))
             total = total + cfg.w_audio_text * speech
-            metrics["audio_text"] = float(speech.detach())
+            metrics["audio_text"] = speech.detach()
         if cfg.w_env_state:
             env = self.norm(batch[cfg.env_state_key][:, -1], "env_state")  # (B, E)
             source = emb["keypoints"] if cfg.keypoints else memory[:, -1]  # (B, 2 x cameras x K) or (B, width)
             aux = F.mse_loss(self.env_state_out(source), env)
             total = total + cfg.w_env_state * aux
-            metrics["env_state"] = float(aux.detach())
+            metrics["env_state"] = aux.detach()
         if cfg.w_locate and keys.LOCATE_TASK in batch:  # training batches carry the queries; validation ones do not
             loc = self.locate_loss(images, batch[keys.LOCATE_TASK], batch[keys.LOCATE_SLOT], batch[cfg.env_state_key])
             total = total + cfg.w_locate * loc
-            metrics["locate"] = float(loc.detach())
+            metrics["locate"] = loc.detach()
         return total, metrics
 
     def locate_loss(

@@ -1,11 +1,12 @@
 """The one training loop, a function: `train(cfg, model, data) -> summary`.
 
-A model supplies only `loss(batch) -> (scalar loss tensor, {name: float})` and a `config` dataclass (for its
-checkpoint; the class is registered with `genba.train.checkpoint.register_model`). The loop owns everything else:
-AdamW (weight decay on >= 2-D parameters only), linear warm-up then cosine decay to `min_lr`, gradient clipping,
-bf16 autocast on CUDA (off on CPU), an optional EMA of the weights, evaluation every `eval_every` steps, a tqdm bar
-on stderr, `<out>/metrics.jsonl`, checkpoints `<out>/last` (every `save_every` and at the end) and `<out>/best`
-(lowest validation loss), a stop on a NaN/inf loss, and exact resume.
+A model supplies only `loss(batch) -> (scalar loss tensor, {name: detached 0-d tensor or float})` and a `config`
+dataclass (for its checkpoint; the class is registered with `genba.train.checkpoint.register_model`). The loop owns
+everything else: AdamW (weight decay on >= 2-D parameters only), linear warm-up then cosine decay to `min_lr`,
+gradient clipping, bf16 autocast on CUDA (off on CPU), an optional EMA of the weights, evaluation every `eval_every`
+steps, a tqdm bar on stderr, `<out>/metrics.jsonl`, checkpoints `<out>/last` (every `save_every` and at the end) and
+`<out>/best` (lowest validation loss), a stop on a NaN/inf loss or gradient norm (before the update), and exact
+resume. The loss, the gradient norm and the metrics reach the host in one copy per step.
 
 `data` is `data(epoch) -> iterable of batches` (deterministic given the epoch and the global RNGs), or a torch
 DataLoader; a shuffling DataLoader needs a seeded generator (`generator=torch.Generator().manual_seed(0)`) so that a
@@ -245,16 +246,18 @@ def train(
             model.train()
             with autocast:
                 loss, metrics = loss_of(_to(batch, device))
-            value = float(loss.detach())
-            if world > 1:  # the mean over ranks, so that a NaN on any rank stops them all at the same step
-                value, *means = dist.all_reduce_mean([value, *(float(v) for v in metrics.values())])
-                metrics = dict(zip(metrics, means, strict=True))
-            if not math.isfinite(value):
-                raise GenbaError(f"loss is {value} at step {step + 1}; the last good checkpoint is {last}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             params = [p for p in model.parameters() if p.grad is not None]
-            norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip else math.inf))
+            norm_t = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip else math.inf)
+            # one device-to-host copy per step: the loss, the norm and every metric together
+            value, norm, *values = _host([loss, norm_t, *metrics.values()])
+            metrics = dict(zip(metrics, values, strict=True))
+            if world > 1:  # the mean over ranks, so that a NaN on any rank stops them all at the same step
+                value, *means = dist.all_reduce_mean([value, *metrics.values()])
+                metrics = dict(zip(metrics, means, strict=True))
+            if not math.isfinite(value):
+                raise GenbaError(f"loss is {value} at step {step + 1}; the last good checkpoint is {last}")
             if not math.isfinite(norm):
                 raise GenbaError(f"gradient norm is {norm} at step {step + 1}; the last good checkpoint is {last}")
             opt.step()
@@ -267,7 +270,7 @@ def train(
                     "lr": lr,
                     "loss": value,
                     "grad_norm": norm,
-                    "metrics": {k: float(v) for k, v in metrics.items()},
+                    "metrics": metrics,
                     "seconds": round(time.perf_counter() - start, 4),
                 }
                 if main:
@@ -361,15 +364,29 @@ def _evaluate(model: nn.Module, val: Iterable[Any] | None, evaluate: Any, device
     model.eval()
     if evaluate is not None:
         return {k: float(v) for k, v in evaluate(model).items()}
-    sums: dict[str, float] = {}
+    sums: dict[str, Any] = {}
     n = 0
     for batch in val or ():
         with autocast:
             loss, metrics = model.loss(_to(batch, device))
-        for k, v in {"loss": float(loss), **metrics}.items():
-            sums[k] = sums.get(k, 0.0) + float(v)
+        for k, v in {"loss": loss, **metrics}.items():  # summed where they are: no host copy per batch
+            sums[k] = sums.get(k, 0.0) + (v.detach().float() if isinstance(v, torch.Tensor) else v)
         n += 1
-    return {k: v / max(n, 1) for k, v in sums.items()}
+    return dict(zip(sums, (v / max(n, 1) for v in _host(list(sums.values()))), strict=True))
+
+
+def _host(values: list[torch.Tensor | float]) -> list[float]:
+    """Python floats of scalar tensors and numbers, with the tensors copied to the host in one transfer per device.
+
+    A `float()` per tensor would wait for the device once per value (a dozen times per step for the world model)."""
+    out: list[float] = [v if not isinstance(v, torch.Tensor) else math.nan for v in values]
+    at = [i for i, v in enumerate(values) if isinstance(v, torch.Tensor)]
+    for dev in {values[i].device for i in at}:
+        idx = [i for i in at if values[i].device == dev]
+        stacked = torch.stack([values[i].detach().float().reshape(()) for i in idx]).tolist()
+        for i, v in zip(idx, stacked, strict=True):
+            out[i] = v
+    return [float(v) for v in out]
 
 
 def _log(out: Path, record: dict, logger: Callable[[dict], None] | None, tb: Any) -> None:

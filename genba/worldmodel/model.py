@@ -297,7 +297,7 @@ class WorldModel(Normalized):
 
     # ---- training ----
 
-    def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """A batch of clips (genba.datasets.clips with obs_frames=1, future_frames=T-1, action_horizon=T)."""
         cfg = self.config
         frames = torch.stack([_clip_frames(batch, cam) for cam in cfg.cameras], 2)  # (B, T, C, 3, H, W) uint8
@@ -351,7 +351,7 @@ class WorldModel(Normalized):
             terms["contrastive"] = self.backbone.contrastive_loss(img, txt, same)
             total = total + cfg.w_contrastive * terms["contrastive"]
         terms["prediction"] = prediction
-        return total, {name: float(v.detach()) for name, v in terms.items()}
+        return total, {name: v.detach() for name, v in terms.items()}
 
     def _success_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """BCE of success logits and labels (B, F), positives weighted by success_pos_weight."""

@@ -72,19 +72,19 @@ class SpokenBackbone(Backbone):
         """texts -> (B, embed_dim) unit vectors."""
         return self.text_embedding(self.encode_text(texts)[1])
 
-    def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         tokens, pooled, valid = self.encode_audio(batch["waves"], batch["lengths"])  # (B, L, w), (B, w), (B, L)
         aud = self.audio_embedding(pooled)  # (B, E)
         txt = self.embed_text(batch["texts"])  # (B, E)
         same = same_text(batch["texts"]).to(aud.device)  # (B, B)
         loss = self.audio_text_loss(aud, txt, same)
-        metrics = {"speech_text": float(loss.detach())}
+        metrics = {"speech_text": loss.detach()}
         if self.cfg.audio_ctc:
             ctc = self.transcription_loss(tokens, valid, batch["texts"])
             loss = loss + self.cfg.audio_ctc_weight * ctc
-            metrics["ctc"] = float(ctc.detach())
+            metrics["ctc"] = ctc.detach()
         with torch.no_grad():
-            metrics["batch_r1"] = same[torch.arange(len(same)), (aud @ txt.T).argmax(1)].float().mean().item()
+            metrics["batch_r1"] = same[torch.arange(len(same)), (aud @ txt.T).argmax(1)].float().mean()
         return loss, metrics
 
 

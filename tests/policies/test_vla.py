@@ -79,7 +79,7 @@ def test_with_keypoints_the_environment_state_comes_from_the_cameras_alone():
     _, _, emb = model.prefix(images, b[keys.OBS_STATE][:, 0], b[keys.TASK])
     env = model.norm(b[keys.OBS_ENV_STATE][:, -1], "env_state")
     aux = torch.nn.functional.mse_loss(model.env_state_out(emb["keypoints"]), env)
-    assert aux.item() == pytest.approx(metrics["env_state"], rel=1e-5)  # the loss reads the keypoints
+    assert aux.item() == pytest.approx(float(metrics["env_state"]), rel=1e-5)  # the loss reads the keypoints
     aux.backward()
     assert model.state_in.weight.grad is None  # no path from the joints to the position it predicts
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.keypoints.parameters())

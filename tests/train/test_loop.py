@@ -12,7 +12,7 @@ import torch
 
 from genba.errors import GenbaError
 from genba.train.checkpoint import load_model, load_trainer
-from genba.train.loop import TrainConfig, lr_at, train
+from genba.train.loop import TrainConfig, _host, lr_at, train
 
 HERE = Path(__file__).parent
 
@@ -113,6 +113,7 @@ def test_metrics_jsonl(tmp_path):
     for r in train_rs:
         assert set(r) == {"step", "lr", "loss", "grad_norm", "metrics", "seconds"} and set(r["metrics"]) == {"mae"}
         assert math.isfinite(r["loss"]) and r["seconds"] >= 0
+        assert all(type(v) is float for v in (r["loss"], r["grad_norm"], *r["metrics"].values()))  # on the host
     vals = [r for r in rs if "val" in r]
     assert [r["step"] for r in vals] == [5, 10] and set(vals[0]["val"]) == {"loss", "mae"}
     assert summary["best_val_loss"] == min(r["val"]["loss"] for r in vals)
@@ -222,3 +223,11 @@ def test_best_keeps_the_lowest_value_of_the_selected_validation_metric(tmp_path)
     with pytest.raises(GenbaError, match="select='accuracy' is not one of the validation metrics"):
         train(cfg(tmp_path, name="bad", steps=2, eval_every=2, select="accuracy"), tiny_mlp.model(), tiny_mlp.epochs(),
               evaluate=evaluate)  # fmt: skip
+
+
+def test_values_reach_the_host_together_in_their_order():
+    values = [torch.tensor(1.5), 2.0, torch.tensor([3.0], dtype=torch.float64), torch.tensor(4, dtype=torch.int64)]
+    assert _host(values) == [1.5, 2.0, 3.0, 4.0]
+    assert _host([]) == [] and _host([7]) == [7.0]
+    with pytest.raises(RuntimeError):  # a metric must be one number
+        _host([torch.zeros(2)])

@@ -36,9 +36,9 @@ class MLP(nn.Module):
             width = w
         self.net = nn.Sequential(*layers, nn.Linear(width, config.dim_out))
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         pred = self.net(batch["x"])  # (B, dim_in) -> (B, dim_out)
-        return F.mse_loss(pred, batch["y"]), {"mae": float((pred.detach() - batch["y"]).abs().mean())}
+        return F.mse_loss(pred, batch["y"]), {"mae": (pred.detach() - batch["y"]).abs().mean()}  # 0-d, as models do
 
 
 class Other(MLP):

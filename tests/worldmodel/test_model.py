@@ -54,7 +54,8 @@ def test_loss_is_finite_and_every_part_gets_a_gradient():
     loss, metrics = model.loss(batch())
     assert torch.isfinite(loss)
     assert {"latent", "pixel", "state", "recon", "rollout_pixel", "rollout_state", "contrastive"} <= set(metrics)
-    c, m = model.config, metrics
+    assert all(v.dim() == 0 and not v.requires_grad for v in metrics.values())  # 0-d, detached: no host copy here
+    c, m = model.config, {k: float(v) for k, v in metrics.items()}
     want = sum(getattr(c, f"w_{k}") * m[k] for k in ("latent", "pixel", "state", "recon")) + c.w_rollout * (
         c.w_pixel * m["rollout_pixel"] + c.w_latent * m["rollout_latent"] + c.w_state * m["rollout_state"])  # fmt: skip
     assert m["prediction"] == pytest.approx(want, rel=1e-5)  # what best/ is chosen by: no contrastive term
