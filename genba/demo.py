@@ -106,7 +106,7 @@ class DemoConfig:
             out=str(run),
             preset="tiny",
             steps=self.worldmodel_steps,
-            val_fraction=0.2,  # 12 of 60 episodes held out: enough per language for the retrieval check
+            val_fraction=0.2,  # 12 of 60 episodes held out, both languages among them
             seed=self.seed,
             threads=self.threads,
         )

@@ -26,9 +26,11 @@ from the context with the true actions; at each horizon H its H-th predicted fra
   the replay's fidelity beside it; null, with `counterfactual_skipped` saying why, on any other dataset.
 - `per_window`: each window's episode, first frame and errors (per camera `mse@H`, `state_mae@H`, the baselines' and
   the controllability rollout's), so that two runs on the same held-out episodes can be compared as pairs.
-- `retrieval_r1`: image-to-instruction R@1 per language ("ja" = has kana or CJK ideographs): every window's first
-  frame (all cameras) against the distinct instructions of that language's episodes; chance = 1 / distinct
-  instructions; `n_en`, `n_ja` count the windows; null for a language without episodes.
+- `retrieval_r1`: image-to-instruction R@1 per language ("ja" = has kana or CJK ideographs): every frame of the
+  held-out episodes (all cameras) against the distinct instructions of that language's episodes; chance = 1 /
+  distinct instructions; `n_en`, `n_ja` count the frames, `episodes_en`, `episodes_ja` the episodes, and
+  `ci95_en`, `ci95_ja` are 95% intervals from resampling whole episodes; null for a language without episodes.
+  (Before 2026-12-01 the queries were the windows' first frames: 4 per episode, with no interval.)
 
 The Rerun recording (`rrd`) shows `rrd_windows` windows on the `frame_index` timeline (frames of the episode):
 `worldmodel/<window>/<camera>/{real,predicted}`, `worldmodel/<window>/state/<joint>/{real,predicted}` and
@@ -368,6 +370,7 @@ def run_eval_worldmodel(cfg: EvalWorldModelConfig) -> dict[str, Any]:
 
     import genba.worldmodel.model  # noqa: F401  registers the checkpoint kind "worldmodel"
     from genba.datasets import frames as fr
+    from genba.datasets.clips import collate_clips
     from genba.io import check_path, check_writable
     from genba.train import checkpoint as ckpt
     from genba.viz.data import feature_names
@@ -443,11 +446,18 @@ def run_eval_worldmodel(cfg: EvalWorldModelConfig) -> dict[str, Any]:
         bar.close()
         if branches is not None:
             branches.close()
-        for lo in range(0, len(windows), bs):  # retrieval: the first frame of every window
-            images, _, _, task = load_windows(ds, rows[lo : lo + bs], mcfg, device)
-            image_emb.append(model.embed_images({cam: v[:, 0] for cam, v in images.items()}).float().cpu())
-            text_emb.append(model.embed_text(task).float().cpu())
-            tasks += task
+        # retrieval: every frame of the held-out episodes, one frame (all cameras) per query
+        single = clip_dataset(data, 1, image_size=mcfg.image_size, cameras=list(mcfg.cameras), episodes=val,
+                              state_key=mcfg.state_key, action_key=mcfg.action_key, progress=False)  # fmt: skip
+        query_episode = [e for e in val for _ in range(lengths[e])]  # single's rows are val's frames, in order
+        for lo in tqdm(range(0, len(single), 4 * bs), desc="retrieval", unit="batch", file=sys.stderr):
+            batch = collate_clips(single.__getitems__(list(range(lo, min(lo + 4 * bs, len(single))))))
+            image_emb.append(
+                model.embed_images({cam: batch[keys.image_key(cam)][:, 0].to(device) for cam in single.cameras})
+                .float().cpu()
+            )  # fmt: skip
+            text_emb.append(model.embed_text(list(batch[keys.TASK])).float().cpu())
+            tasks += list(batch[keys.TASK])
         if rrd is not None:  # the first window of the first episodes, then more windows if there are fewer episodes
             shown = sorted(range(len(windows)), key=lambda i: (i not in firsts, i))[: cfg.rrd_windows]
             images, state, actions, task = load_windows(ds, [rows[i] for i in shown], mcfg, device)
@@ -459,7 +469,7 @@ def run_eval_worldmodel(cfg: EvalWorldModelConfig) -> dict[str, Any]:
 
     summary: dict[str, Any] = {
         **summarize(metrics, list(ds.cameras), horizons, hc),
-        "retrieval_r1": retrieval_r1(torch.cat(image_emb), torch.cat(text_emb), tasks),
+        "retrieval_r1": retrieval_r1(torch.cat(image_emb), torch.cat(text_emb), tasks, query_episode),
         "counterfactual_skipped": skipped,
         "per_window": per_window(windows, metrics),
         "episodes": len(firsts), "val_episodes": len(val), "windows": len(windows),

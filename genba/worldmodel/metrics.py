@@ -95,11 +95,17 @@ def language(text: str) -> str:
     return "ja" if _JAPANESE.search(text) else "en"
 
 
-def retrieval_r1(image_emb: Tensor, text_emb: Tensor, texts: list[str]) -> dict[str, Any]:
-    """Image-to-instruction R@1 per language. image_emb, text_emb (N, E): episode i's image and instruction texts[i].
+def retrieval_r1(
+    image_emb: Tensor, text_emb: Tensor, texts: list[str], groups: list[int] | None = None, *, resamples: int = 2000
+) -> dict[str, Any]:
+    """Image-to-instruction R@1 per language. image_emb, text_emb (N, E): query i's image and its instruction texts[i].
 
-    Candidates are the distinct instructions of the episode's language (episodes sharing an instruction are one
-    candidate, so a tie between identical texts is not a miss); a hit is the argmax being the episode's own text."""
+    Candidates are the distinct instructions of the query's language (queries sharing an instruction are one
+    candidate, so a tie between identical texts is not a miss); a hit is the argmax being the query's own text.
+    With `groups` (the episode of each query), `ci95_<lang>` is a 95% percentile interval from resampling whole
+    episodes (frames of one episode are not independent), seeded, and `episodes_<lang>` counts them."""
+    import numpy as np
+
     out: dict[str, Any] = {}
     for lang in ("en", "ja"):
         rows = [i for i, t in enumerate(texts) if language(t) == lang]
@@ -107,9 +113,21 @@ def retrieval_r1(image_emb: Tensor, text_emb: Tensor, texts: list[str]) -> dict[
         for i in rows:
             first.setdefault(texts[i], i)
         out[lang], out[f"chance_{lang}"], out[f"n_{lang}"] = None, None, len(rows)
-        if rows:
-            candidates = list(first)
-            best = (image_emb[rows] @ text_emb[list(first.values())].T).argmax(1).tolist()  # (n,) over candidates
-            out[lang] = sum(candidates[b] == texts[i] for b, i in zip(best, rows, strict=True)) / len(rows)
-            out[f"chance_{lang}"] = 1.0 / len(candidates)
+        if groups is not None:
+            out[f"ci95_{lang}"], out[f"episodes_{lang}"] = None, len({groups[i] for i in rows})
+        if not rows:
+            continue
+        candidates = list(first)
+        best = (image_emb[rows] @ text_emb[list(first.values())].T).argmax(1).tolist()  # (n,) over candidates
+        hits = np.array([candidates[b] == texts[i] for b, i in zip(best, rows, strict=True)], dtype=np.float64)
+        out[lang] = float(hits.mean())
+        out[f"chance_{lang}"] = 1.0 / len(candidates)
+        if groups is not None:
+            episodes = sorted({groups[i] for i in rows})
+            index = {g: j for j, g in enumerate(episodes)}
+            of = np.array([index[groups[i]] for i in rows])
+            per_hits, per_n = np.bincount(of, hits, len(episodes)), np.bincount(of, minlength=len(episodes))
+            draw = np.random.default_rng(0).integers(0, len(episodes), (resamples, len(episodes)))  # (R, episodes)
+            r1 = per_hits[draw].sum(1) / per_n[draw].sum(1)  # (R,)
+            out[f"ci95_{lang}"] = [float(np.quantile(r1, 0.025)), float(np.quantile(r1, 0.975))]
     return out

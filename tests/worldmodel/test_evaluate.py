@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from genba.datasets import frames as fr
 from genba.errors import GenbaError
 from genba.viz.log import entity
 from genba.viz.readback import read_rrd, verify_rrd
@@ -235,9 +236,14 @@ def test_eval_worldmodel_on_a_trained_run(tiny_worldmodel_run: dict, tmp_path: P
     if summary["windows"] > 1:
         assert math.isfinite(summary["controllability_dpsnr@8"]) and math.isfinite(summary["controllability_state@8"])
     r = summary["retrieval_r1"]
-    assert r["n_en"] + r["n_ja"] == summary["windows"]  # every window's first frame is a query
+    table = fr.episode_table(fr.load_metadata(fr.resolve_root(str(data))))
+    held_out_frames = sum(int(table["to"][e] - table["from"][e]) for e in split["val"])
+    assert r["n_en"] + r["n_ja"] == held_out_frames  # every held-out frame is a query
+    assert r["episodes_en"] + r["episodes_ja"] == summary["episodes"]
     for lang in ("en", "ja"):
-        assert (r[lang] is None) == (r[f"n_{lang}"] == 0)
+        assert (r[lang] is None) == (r[f"n_{lang}"] == 0) == (r[f"ci95_{lang}"] is None)
+        if r[lang] is not None:
+            assert r[f"ci95_{lang}"][0] <= r[lang] <= r[f"ci95_{lang}"][1]
     assert summary["params"] > 0 and summary["train_seconds"] is not None
     pw = summary["per_window"]  # the windows' own errors, from which the summary's figures follow
     assert len(pw["episode"]) == len(pw["start"]) == summary["windows"] and set(pw["episode"]) == set(split["val"])

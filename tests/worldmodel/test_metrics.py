@@ -97,3 +97,20 @@ def test_retrieval_r1_per_language_on_hand_made_embeddings() -> None:
     only_en = retrieval_r1(image_emb[:4], text_emb[:4], texts[:4])
     assert only_en["ja"] is None and only_en["chance_ja"] is None and only_en["n_ja"] == 0
     assert only_en["en"] == pytest.approx(3 / 4)
+
+
+def test_retrieval_interval_resamples_whole_episodes() -> None:
+    texts = ["red"] * 6 + ["blue"] * 6 + ["赤"] * 2
+    text_emb = torch.eye(3)[[0] * 6 + [1] * 6 + [2] * 2]
+    # episodes 0-1 red (all hits), 2 blue (all hits), 3 blue (all misses: it looks red); 4 Japanese
+    image_emb = torch.eye(3)[[0] * 6 + [1] * 3 + [0] * 3 + [2] * 2]
+    groups = [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4]
+    r = retrieval_r1(image_emb, text_emb, texts, groups)
+    assert r["en"] == pytest.approx(9 / 12) and r["episodes_en"] == 4 and r["n_en"] == 12
+    low, high = r["ci95_en"]
+    assert 0.25 <= low < 9 / 12 < high <= 1.0  # one episode of four all wrong: the interval is wide
+    assert r["ci95_ja"] == [1.0, 1.0] and r["episodes_ja"] == 1  # one episode: nothing to resample
+    assert retrieval_r1(image_emb, text_emb, texts, groups)["ci95_en"] == r["ci95_en"]  # seeded
+    frames = retrieval_r1(image_emb[:12], text_emb[:12], texts[:12], list(range(12)))  # as if frames were episodes
+    assert frames["ci95_en"][1] - frames["ci95_en"][0] < high - low  # independent queries: a narrower interval
+    assert "ci95_en" not in retrieval_r1(image_emb, text_emb, texts)  # no groups: no interval
