@@ -23,6 +23,7 @@ OBS_STATE = "observation.state"
 OBS_ENV_STATE = "observation.environment_state"
 ACTION = "action"
 TASK = "task"  # the instruction string
+EPISODE_INDEX = "episode_index"  # (B,) int64: the episode a sample comes from (LeRobot's column)
 LOCATE_TASK = "locate.task"  # training batches: an instruction naming another object of the sample's scene (B,) str
 LOCATE_SLOT = "locate.slot"  # training batches: that object's environment-state slot (B,) int64
 OBS_AUDIO = "observation.audio"  # (T,) float32 mono waveform of the spoken instruction, at AUDIO_SAMPLE_RATE

@@ -449,7 +449,7 @@ def run_eval_worldmodel(cfg: EvalWorldModelConfig) -> dict[str, Any]:
         # retrieval: every frame of the held-out episodes, one frame (all cameras) per query
         single = clip_dataset(data, 1, image_size=mcfg.image_size, cameras=list(mcfg.cameras), episodes=val,
                               state_key=mcfg.state_key, action_key=mcfg.action_key, progress=False)  # fmt: skip
-        query_episode = [e for e in val for _ in range(lengths[e])]  # single's rows are val's frames, in order
+        query_episode: list[int] = []
         for lo in tqdm(range(0, len(single), 4 * bs), desc="retrieval", unit="batch", file=sys.stderr):
             batch = collate_clips(single.__getitems__(list(range(lo, min(lo + 4 * bs, len(single))))))
             image_emb.append(
@@ -458,6 +458,7 @@ def run_eval_worldmodel(cfg: EvalWorldModelConfig) -> dict[str, Any]:
             )  # fmt: skip
             text_emb.append(model.embed_text(list(batch[keys.TASK])).float().cpu())
             tasks += list(batch[keys.TASK])
+            query_episode += batch[keys.EPISODE_INDEX].tolist()
         if rrd is not None:  # the first window of the first episodes, then more windows if there are fewer episodes
             shown = sorted(range(len(windows)), key=lambda i: (i not in firsts, i))[: cfg.rrd_windows]
             images, state, actions, task = load_windows(ds, [rows[i] for i in shown], mcfg, device)
