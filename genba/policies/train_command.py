@@ -217,7 +217,7 @@ def with_speech(
 
     from genba.worldmodel.spoken import augment, pad
 
-    options = [speech[int(e)] for e in batch["episode_index"]]
+    options = [speech[int(e)] for e in batch[keys.EPISODE_INDEX]]
     if rng is None:
         waves = [o[0] for o in options]
     else:
@@ -232,9 +232,10 @@ def build(cfg: TrainPolicyConfig) -> dict:
     import torch
 
     from genba.datasets.clips import ClipConfig, ClipDataset
+    from genba.datasets.scenes import scene_queries
     from genba.datasets.split import load_or_make_split
     from genba.datasets.stats import compute_stats
-    from genba.policies.relabel import scene_queries, with_queries
+    from genba.policies.relabel import with_queries
     from genba.policies.vla import VLA, VLAConfig
     from genba.train.checkpoint import recover
     from genba.train.loop import LAST, TrainConfig
@@ -349,7 +350,7 @@ def build(cfg: TrainPolicyConfig) -> dict:
         bank = noise_bank(cfg.seed)
         data = MappedBatches(data, lambda b, rng: with_speech(b, speech, rng, bank, cfg.speech_perturb), seed=cfg.seed)
     if model_cfg.w_locate:  # each sample also asks where one object of its scene is
-        queries = scene_queries(full.root)
+        queries = scene_queries(full.root, "w_locate")
         data = MappedBatches(data, lambda b, rng: with_queries(b, queries, rng), seed=cfg.seed + 1)
     train_cfg = TrainConfig(out=str(out), seed=cfg.seed, device=cfg.device, resume=cfg.resume,
                             progress=cfg.progress, **train_fields)  # fmt: skip

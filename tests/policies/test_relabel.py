@@ -1,4 +1,5 @@
-"""Relabelled "where is it" queries (genba.policies.relabel) and the VLA's localization loss trained on them."""
+"""Relabelled "where is it" queries (genba.datasets.scenes, genba.policies.relabel) and the VLA's localization
+loss trained on them."""
 
 import shutil
 
@@ -8,8 +9,9 @@ import torch
 
 from genba import keys
 from genba.datasets.commit import read_all_episode_meta
+from genba.datasets.scenes import scene_queries
 from genba.errors import GenbaError
-from genba.policies.relabel import scene_queries, with_queries
+from genba.policies.relabel import with_queries
 from genba.policies.train_command import TrainPolicyConfig, run_train_policy
 from genba.policies.vla_policy import VLAPolicy
 from genba.sim.scene import phrase
@@ -17,7 +19,7 @@ from genba.sim.scene import phrase
 
 def test_every_solid_object_of_a_scene_is_asked_for_in_the_episodes_own_template_and_language(tiny_vla_run):
     records = read_all_episode_meta(tiny_vla_run["data"])
-    queries = scene_queries(tiny_vla_run["data"])
+    queries = scene_queries(tiny_vla_run["data"], "w_locate")
     assert len(queries) == len(records)
     for record, asked in zip(records, queries, strict=True):
         spec = record["spec"]
@@ -52,7 +54,7 @@ def test_a_dataset_genba_did_not_write_is_one_line(tiny_vla_run, tmp_path):
     shutil.copytree(tiny_vla_run["data"], foreign)
     shutil.rmtree(foreign / "meta" / "genba")
     with pytest.raises(GenbaError, match="w_locate needs the scene of every episode") as e:
-        scene_queries(foreign)
+        scene_queries(foreign, "w_locate")
     assert "\n" not in str(e.value)
 
 
