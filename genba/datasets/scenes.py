@@ -2,10 +2,9 @@
 
 A demonstration answers one question about its scene (where the named object is, or what to pick). Its scene
 answers three or four: one per solid object, each asked in the episode's own template and language
-(genba.sim.scene.rename_instruction). Hindsight relabelling uses them twice: the VLA's localization loss
-(genba.policies.relabel, `w_locate`) asks where each object is, and the world model's contrastive loss
-(genba.worldmodel.data.with_scene_texts, `contrastive_relabel`) pairs a frame with any instruction its scene can
-satisfy, so that the image side learns which objects a scene holds instead of memorizing its few scenes.
+(genba.sim.scene.rename_instruction). The VLA's localization loss (genba.policies.relabel, `w_locate`) asks where
+each of them is. (Pairing a world model's frames with these instructions in its contrastive loss was tried on
+2026-12-01 and did not generalize to new scenes: benchmarks/README.md, "Seventeenth session".)
 
     queries = scene_queries(dataset_root, "w_locate")    # per episode [(slot, instruction), ...], named object first
 """

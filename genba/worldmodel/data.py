@@ -15,10 +15,6 @@ episode's `success`, and the sim ends an episode on success, so only a successfu
 episodes are in a dataset only when collected with `keep_failed=true`, usually with `noise=` (a noisy expert).
 With labels, each batch carries `next.success` (B, T) float32 beside the clip; `oversample=k` draws each window
 that holds a success k times per epoch (a successful episode has one such window).
-
-Scene texts (the world model's `contrastive_relabel`): `with_scene_texts` gives each sample an instruction naming
-one solid object of its scene, in its episode's template and language (genba.datasets.scenes), and the (B, B)
-matrix of which scenes satisfy which of those instructions: the contrastive loss's positives.
 """
 
 from __future__ import annotations
@@ -187,17 +183,6 @@ class MappedEpoch:
 
     def __iter__(self) -> Any:
         return (self[i] for i in range(len(self)))
-
-
-def with_scene_texts(batch: dict, queries: list[list[tuple[int, str]]], rng: np.random.Generator) -> dict:
-    """The batch with CONTRAST_TASK (B,) instructions, each naming one solid object of its sample's scene (drawn from
-    `rng`, the named object included), and CONTRAST_SAME (B, B) bool: True where sample i's scene satisfies sample
-    j's instruction (it is one of the instructions of episode i's scene; queries from genba.datasets.scenes)."""
-    episodes = [int(e) for e in batch[keys.EPISODE_INDEX].tolist()]
-    texts = [queries[e][int(rng.integers(len(queries[e])))][1] for e in episodes]
-    scene = [{t for _, t in queries[e]} for e in episodes]
-    same = torch.tensor([[t in satisfied for t in texts] for satisfied in scene], dtype=torch.bool)  # (B, B)
-    return {**batch, keys.CONTRAST_TASK: texts, keys.CONTRAST_SAME: same}
 
 
 def fixed_batches(

@@ -89,7 +89,6 @@ class WorldModelConfig:
     w_recon: float = 100.0
     w_rollout: float = 1.0
     w_contrastive: float = 0.1
-    contrastive_relabel: bool = False  # pair each frame with any instruction its scene satisfies (genba's data only)
     success_head: bool = False  # predict next.success per frame (needs the labels; genba train-worldmodel success=)
     w_success: float = 1.0
     w_success_rollout: float = 1.0  # the head also judges the rollout loss's imagined frames (0 = real frames only)
@@ -347,12 +346,8 @@ class WorldModel(Normalized):
                 total = total + cfg.w_success_rollout * terms["rollout_success"]
         if cfg.w_contrastive:
             img = self.backbone.image_embedding(list(vit[:, 0].unbind(1)))  # first frame, every camera
-            if keys.CONTRAST_TASK in batch:  # contrastive_relabel: an instruction naming any object of the scene
-                txt = self.backbone.text_embedding(self.instruction(list(batch[keys.CONTRAST_TASK])))
-                same = batch[keys.CONTRAST_SAME].to(img.device)  # (B, B): scene i satisfies instruction j
-            else:
-                txt = self.backbone.text_embedding(text)
-                same = same_text(list(batch[keys.TASK])).to(img.device)
+            txt = self.backbone.text_embedding(text)
+            same = same_text(list(batch[keys.TASK])).to(img.device)
             terms["contrastive"] = self.backbone.contrastive_loss(img, txt, same)
             total = total + cfg.w_contrastive * terms["contrastive"]
         terms["prediction"] = prediction

@@ -8,7 +8,7 @@ The cameras (every video feature, or `cameras=`), the state and action sizes and
 Episodes are split into train and validation once (`<out>/split.json`, seeded; reused on resume); normalization
 statistics of the state and action come from the training episodes only. The presets (genba/worldmodel/presets/
 <name>.yaml) hold the model's shape and the schedule; steps=, batch_size=, lr=, frame_window=, rollout_steps=,
-rollout_context=, motion_weight= and contrastive_relabel= override them. The run folder gets
+rollout_context= and motion_weight= override them. The run folder gets
 the training loop's metrics.jsonl, last/ and best/ checkpoints (safetensors + JSON) and train_summary.json.
 
 The success head (what the world-model env ends episodes on, genba.worldmodel.env) trains when the data has success
@@ -58,10 +58,6 @@ class TrainWorldModelConfig:
     )
     motion_weight: float = field(
         default=-1.0, metadata={"help": "pixel errors weighted by 1 + this x the real frame's change (-1 = preset)"}
-    )
-    contrastive_relabel: bool | None = field(
-        default=None,
-        metadata={"help": "contrastive pairs: each frame with any instruction its scene satisfies (null = preset)"},
     )
     backend: str = field(default="auto", metadata={"help": "attention backend: auto, sdpa, flex, triton, reference"})
     val_fraction: float = field(default=0.1, metadata={"help": "share of episodes held out for validation"})
@@ -116,20 +112,11 @@ def build(cfg: TrainWorldModelConfig) -> dict:
     """Everything a run needs, before any training: datasets, split, stats, model, TrainConfig, batches."""
     import torch
 
-    from genba.datasets.scenes import scene_queries
     from genba.datasets.split import load_or_make_split
     from genba.datasets.stats import compute_stats
     from genba.train.checkpoint import recover
     from genba.train.loop import LAST, TrainConfig
-    from genba.worldmodel.data import (
-        ClipBatches,
-        MappedBatches,
-        clip_dataset,
-        dataset_tasks,
-        fixed_batches,
-        window_starts,
-        with_scene_texts,
-    )
+    from genba.worldmodel.data import ClipBatches, clip_dataset, dataset_tasks, fixed_batches, window_starts
     from genba.worldmodel.model import WorldModel, WorldModelConfig
 
     last = Path(cfg.out) / LAST
@@ -176,8 +163,6 @@ def build(cfg: TrainWorldModelConfig) -> dict:
             model_fields[name] = getattr(cfg, name)
     if cfg.motion_weight >= 0:
         model_fields["motion_weight"] = cfg.motion_weight
-    if cfg.contrastive_relabel is not None:
-        model_fields["contrastive_relabel"] = cfg.contrastive_relabel
     model_cfg = WorldModelConfig(**model_fields)
     torch.manual_seed(cfg.seed)  # the initial weights (the loop re-seeds for the data and the rest)
     model = WorldModel(model_cfg)
@@ -194,11 +179,7 @@ def build(cfg: TrainWorldModelConfig) -> dict:
     train_cfg = TrainConfig(
         out=str(out), seed=cfg.seed, device=cfg.device, resume=cfg.resume, progress=cfg.progress, **train_fields
     )
-    data: Any = ClipBatches(train_ds, batch_size, seed=cfg.seed, labels=labels, oversample=cfg.success_oversample)
-    windows = {"train": len(data.starts), "val": len(window_starts(val_ds, frames))}
-    if model_cfg.contrastive_relabel and model_cfg.w_contrastive:  # validation keeps the episodes' own instructions
-        queries = scene_queries(full.root, "contrastive_relabel")
-        data = MappedBatches(data, lambda b, rng: with_scene_texts(b, queries, rng), seed=cfg.seed + 1)
+    data = ClipBatches(train_ds, batch_size, seed=cfg.seed, labels=labels, oversample=cfg.success_oversample)
     return {
         "model": model,
         "train": train_cfg,
@@ -208,7 +189,7 @@ def build(cfg: TrainWorldModelConfig) -> dict:
         "split": split,
         "dataset": str(full.root),
         "batch_size": batch_size,
-        "windows": windows,
+        "windows": {"train": len(data.starts), "val": len(window_starts(val_ds, frames))},
     }
 
 
