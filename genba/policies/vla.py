@@ -100,6 +100,7 @@ class VLAConfig:
     text_ngrams: int = 0  # buckets of hashed byte n-grams whose mean is the instruction the keypoints read; 0 = none
     w_locate: float = 0.0  # relabelled localization loss: keypoints asked where another object of the scene is
     locate_token: bool = False  # the located (x, y) of the named object as a prefix token (needs w_locate)
+    locate_teacher: float = 0.0  # fraction of training samples whose locate token holds the named object's true (x, y)
     env_state_key: str = keys.OBS_ENV_STATE
     env_state_dim: int = 0  # its size (set from the dataset when w_env_state > 0)
     instruction_modality: str = "text"  # text | audio | both: the instruction typed, spoken or either
@@ -131,6 +132,10 @@ class VLAConfig:
             raise GenbaError(f"w_locate={self.w_locate} and text_ngrams={self.text_ngrams} must be >= 0")
         if self.locate_token and not self.w_locate:
             raise GenbaError("locate_token=true reads the localization head: it needs w_locate > 0")
+        if not 0 <= self.locate_teacher <= 1:
+            raise GenbaError(f"locate_teacher={self.locate_teacher} must be in [0, 1]")
+        if self.locate_teacher and not self.locate_token:
+            raise GenbaError(f"locate_teacher={self.locate_teacher} feeds the locate token: it needs locate_token=true")
         if self.w_locate and not self.keypoints:
             raise GenbaError(f"w_locate={self.w_locate} trains the keypoints: it needs keypoints > 0")
         if self.w_locate and self.env_state_dim < 3:
@@ -274,6 +279,8 @@ class VLA(Normalized):
         use_text: torch.Tensor | None = None,
         use_audio: torch.Tensor | None = None,
         text_embedding: bool = False,
+        true_xy: torch.Tensor | None = None,
+        use_true: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """images {camera: (B, 3, H, W) uint8}, state (B, S) raw, tasks B strings, drop_state (B,) bool: samples whose
         state the learned no-state token replaces; for a spoken policy audio (waves (B, T) 16 kHz, lengths (B,),
@@ -298,6 +305,8 @@ class VLA(Normalized):
             parts.append(self.keypoint_in(xy) + self.keypoint_embed[i])
         if cfg.locate_token:  # where the named object is, as the localization head says (its own loss trains it)
             located = self.locate_out(torch.cat(points, dim=1).flatten(1))  # (B, 2) in LOCATE_SCALE units
+            if true_xy is not None:
+                located = torch.where(use_true[:, None], true_xy.to(located.dtype), located)
             parts.append(self.locate_in(located.detach()).unsqueeze(1))
         n_image = sum(t.shape[1] for t in parts)
         parts.append(words)
@@ -402,8 +411,13 @@ class VLA(Normalized):
             if cfg.instruction_modality == "both" and self.training:  # text only, speech only or both, a third each
                 choice = torch.randint(0, 3, (state.shape[0],))
                 use_text, use_audio = choice != 1, choice != 0
+        true_xy, use_true = None, None
+        if self.training and cfg.locate_teacher:  # the named object is slot 0 of the environment state
+            true_xy = batch[cfg.env_state_key][:, -1, :2].float() / LOCATE_SCALE  # (B, 2)
+            use_true = torch.rand(state.shape[0], device=state.device) < cfg.locate_teacher  # (B,)
         memory, pad, emb = self.prefix(images, state, tasks, drop, image_embedding=cfg.w_contrastive > 0, audio=audio,
-                                       use_text=use_text, use_audio=use_audio, text_embedding=True)  # fmt: skip
+                                       use_text=use_text, use_audio=use_audio, text_embedding=True,
+                                       true_xy=true_xy, use_true=use_true)  # fmt: skip
         if cfg.head == "flow":
             b = target.shape[0]
             t = torch.distributions.Beta(1.5, 1.0).sample((b,)).to(target.device) * 0.999 + 0.001  # (B,) pi0's

@@ -132,6 +132,35 @@ def test_the_located_object_is_one_more_prefix_token_that_the_action_loss_does_n
     assert model.locate_out[-1].weight.grad is None  # what the token says is the localization loss's to train
 
 
+def test_locate_teacher_puts_the_named_objects_true_position_in_the_token_while_training():
+    torch.manual_seed(0)
+    cfg = dict(head="l1", w_contrastive=0.0, keypoints=3, w_locate=1.0, env_state_dim=21, locate_token=True)
+    b = batch(["reach for the red cube"] * 2, torch.randn(2, 4, 2))
+    b[keys.OBS_ENV_STATE] = torch.zeros(2, 1, 21)
+    b[keys.OBS_ENV_STATE][:, 0, :2] = torch.tensor([[0.1, -0.05], [0.2, 0.15]])  # slot 0: the named object
+
+    def action_loss(model: VLA, env: torch.Tensor | None = None) -> float:
+        with torch.no_grad():
+            return float(model.loss({**b, keys.OBS_ENV_STATE: b[keys.OBS_ENV_STATE] if env is None else env})[0])
+
+    for teacher, head_matters in ((1.0, False), (0.0, True)):
+        model = VLA(small_config(**cfg, locate_teacher=teacher)).train()
+        before = action_loss(model)
+        torch.nn.init.normal_(model.locate_out[-1].weight)  # the head now answers something else
+        assert (action_loss(model) != before) == head_matters
+    moved = b[keys.OBS_ENV_STATE].clone()
+    moved[:, 0, 0] += 0.1
+    assert action_loss(model.train()) == action_loss(model, moved)  # teacher 0: the true position is never read
+    model = VLA(small_config(**cfg, locate_teacher=1.0)).train()
+    assert action_loss(model) != action_loss(model, moved)
+    model.eval()  # validation and acting read the head
+    assert action_loss(model) == action_loss(model, moved)
+    with pytest.raises(GenbaError, match="must be in"):
+        small_config(**cfg, locate_teacher=1.5)
+    with pytest.raises(GenbaError, match="needs locate_token=true"):
+        small_config(**{**cfg, "locate_token": False}, locate_teacher=0.5)
+
+
 def test_with_text_ngrams_the_keypoints_read_the_instructions_ngrams_alone():
     torch.manual_seed(0)
     model = VLA(small_config(keypoints=3, text_ngrams=64))
