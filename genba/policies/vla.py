@@ -413,6 +413,8 @@ class VLA(Normalized):
                 use_text, use_audio = choice != 1, choice != 0
         true_xy, use_true = None, None
         if self.training and cfg.locate_teacher:  # the named object is slot 0 of the environment state
+            if cfg.env_state_key not in batch:
+                raise GenbaError(f"locate_teacher={cfg.locate_teacher}: the batch has no {cfg.env_state_key}")
             true_xy = batch[cfg.env_state_key][:, -1, :2].float() / LOCATE_SCALE  # (B, 2)
             use_true = torch.rand(state.shape[0], device=state.device) < cfg.locate_teacher  # (B,)
         memory, pad, emb = self.prefix(images, state, tasks, drop, image_embedding=cfg.w_contrastive > 0, audio=audio,

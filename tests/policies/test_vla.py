@@ -155,6 +155,8 @@ def test_locate_teacher_puts_the_named_objects_true_position_in_the_token_while_
     assert action_loss(model) != action_loss(model, moved)
     model.eval()  # validation and acting read the head
     assert action_loss(model) == action_loss(model, moved)
+    with pytest.raises(GenbaError, match=r"the batch has no observation\.environment_state"):
+        model.train().loss({k: v for k, v in b.items() if k != keys.OBS_ENV_STATE})
     with pytest.raises(GenbaError, match="must be in"):
         small_config(**cfg, locate_teacher=1.5)
     with pytest.raises(GenbaError, match="needs locate_token=true"):
